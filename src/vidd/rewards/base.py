@@ -1,0 +1,57 @@
+"""The reward interface: a callable on a list of sequences returning one float per sequence."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class Reward:
+    """Base class. Subclasses implement `score`; `__call__` checks the shape of what comes back.
+
+    Attributes: `name`, `higher_is_better`, `differentiable` (True when `score_onehot` exists,
+    i.e. the reward is a torch function of one-hot / relaxed sequences), `cost_hint`
+    (rough seconds per sequence, used to plan batches and executors).
+    """
+
+    name: str = "reward"
+    higher_is_better: bool = True
+    differentiable: bool = False
+    cost_hint: float = 0.0
+
+    def score(self, seqs: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, seqs: list[str]) -> np.ndarray:
+        values = np.asarray(self.score(list(seqs)), dtype=np.float64).reshape(-1)
+        if values.shape[0] != len(seqs):
+            raise ValueError(f"reward {self.name!r} returned {values.shape[0]} values for {len(seqs)} sequences")
+        return values
+
+
+class DifferentiableReward(Reward, torch.nn.Module):
+    """A reward that is a torch function of (relaxed) one-hot sequences (B, L, V) -> (B,)."""
+
+    differentiable = True
+
+    def __init__(self):
+        torch.nn.Module.__init__(self)
+
+    def score_onehot(self, onehot: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class FunctionReward(Reward):
+    """Wrap a plain callable `f(list[str]) -> sequence of floats` as a Reward."""
+
+    def __init__(self, fn, name: str | None = None, higher_is_better: bool = True):
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "reward")
+        self.higher_is_better = higher_is_better
+
+    def score(self, seqs):
+        return self.fn(seqs)
+
+
+def as_reward(obj) -> Reward:
+    return obj if isinstance(obj, Reward) else FunctionReward(obj)

@@ -1,0 +1,52 @@
+"""Reading and writing sequence files (FASTA) with errors that name the file, record and problem."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from Bio.SeqIO.FastaIO import SimpleFastaParser
+
+from vidd.alphabets import Alphabet, SequenceError
+
+
+def read_fasta(path: str | Path) -> list[tuple[str, str]]:
+    """(header, sequence) records; sequences upper-cased with line breaks removed."""
+    path = Path(path)
+    if not path.is_file():
+        raise SequenceError(f"{path}: file not found")
+    with open(path) as f:
+        text = f.read()
+    first = next((line for line in text.splitlines() if line.strip()), None)
+    if first is None:
+        raise SequenceError(f"{path}: the file is empty")
+    if not first.startswith(">"):
+        raise SequenceError(f"{path}: not FASTA (the first line must start with '>', got {first[:40]!r})")
+    with open(path) as f:
+        records = [(h, s.replace(" ", "").upper()) for h, s in SimpleFastaParser(f)]
+    for i, (header, seq) in enumerate(records, start=1):
+        if not seq:
+            raise SequenceError(f"{path}: record {i} ({header!r}) has an empty sequence")
+    return records
+
+
+def read_sequences(path: str | Path, alphabet: Alphabet, length: int | None = None) -> list[str]:
+    """Sequences of a FASTA file, all checked against the alphabet and one common length."""
+    records = read_fasta(path)
+    length = length if length is not None else len(records[0][1])
+    for i, (header, seq) in enumerate(records, start=1):
+        alphabet.validate(seq, length, where=f"{path}: record {i} ({header!r})")
+    return [s for _, s in records]
+
+
+def write_fasta(path: str | Path, seqs: list[str], headers: list[str] | None = None) -> None:
+    """Write atomically (temporary file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    headers = headers or [f"sample_{i}" for i in range(len(seqs))]
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        for h, s in zip(headers, seqs):
+            f.write(f">{h}\n{s}\n")
+    os.replace(tmp, path)
