@@ -77,6 +77,8 @@ class DilatedCNN(Backbone):
 
     def __init__(self, config: Config):
         super().__init__()
+        if config.kernel % 2 == 0:
+            raise ValueError(f"cnn kernel must be odd (same-length padding), got {config.kernel}")
         self.config = config
         self.time_conditioned = config.time_conditioned
         self.embed = nn.Embedding(config.vocab_size + 1, config.hidden)

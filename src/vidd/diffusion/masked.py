@@ -96,31 +96,43 @@ class MaskedDiffusion(nn.Module):
         return times, mask_probs
 
     # ------------------------------------------------------------ reverse step
-    def step(self, x_t, log_x0, m_t: float, m_s: float, generator=None) -> torch.Tensor:
-        """One reverse transition x_t -> x_s given the denoiser output log p(x_0 | x_t)."""
-        masked = x_t == self.mask_index
-        unmask = torch.rand(x_t.shape, generator=generator, device=x_t.device, dtype=torch.float64)
-        unmask = unmask < (m_t - m_s) / m_t
-        letters = gumbel_argmax(log_x0, generator)
-        return torch.where(masked & unmask, letters, x_t)
+    @staticmethod
+    def _per_row(value, x: torch.Tensor) -> torch.Tensor:
+        """A scalar or per-sequence (B,) quantity as a float64 (B, 1) column."""
+        return torch.as_tensor(value, dtype=torch.float64, device=x.device).reshape(-1, 1).expand(x.shape[0], 1)
 
-    def step_log_prob(self, x_t, x_s, log_x0, m_t: float, m_s: float) -> torch.Tensor:
+    def step(self, x_t, log_x0, m_t, m_s, generator=None) -> torch.Tensor:
+        """One reverse transition x_t -> x_s given log p(x_0 | x_t); m_t, m_s scalars or (B,)."""
+        reveal = (self._per_row(m_t, x_t) - self._per_row(m_s, x_t)) / self._per_row(m_t, x_t)
+        u = torch.rand(x_t.shape, generator=generator, device=x_t.device, dtype=torch.float64)
+        letters = gumbel_argmax(log_x0, generator)
+        return torch.where((x_t == self.mask_index) & (u < reveal), letters, x_t)
+
+    def revealed_log_prob(self, x_t, x_s, log_x0) -> torch.Tensor:
+        """sum over positions masked in x_t and unmasked in x_s of log p(x_0 = x_s | x_t), per sequence.
+
+        The part of log p(x_s | x_t) that depends on the model; what fine-tuning objectives maximise.
+        """
+        revealed = (x_t == self.mask_index) & (x_s != self.mask_index)
+        token_lp = log_x0.gather(-1, x_s.clamp(max=self.alphabet.size - 1).unsqueeze(-1)).squeeze(-1)
+        return torch.where(revealed, token_lp, torch.zeros_like(token_lp)).sum(-1)
+
+    def step_log_prob(self, x_t, x_s, log_x0, m_t, m_s) -> torch.Tensor:
         """log p(x_s | x_t) per sequence (B,), differentiable through log_x0.
 
         Newly unmasked positions contribute log p(x_0 = x_s | x_t) + log((m_t - m_s) / m_t);
-        positions that stay masked contribute log(m_s / m_t); carried-over tokens contribute 0.
+        positions that stay masked contribute log(m_s / m_t); carried-over tokens contribute 0;
+        a changed unmasked token (impossible under the chain) makes the whole value -inf.
         """
         masked = x_t == self.mask_index
-        revealed = masked & (x_s != self.mask_index)
-        stays = masked & (x_s == self.mask_index)
-        token_lp = log_x0.gather(-1, x_s.clamp(max=self.alphabet.size - 1).unsqueeze(-1)).squeeze(-1)
-        token_lp = torch.where(revealed, token_lp, torch.zeros_like(token_lp))
-        reveal_const = torch.log(torch.tensor((m_t - m_s) / m_t, dtype=torch.float64)).float()
-        stay_const = torch.log(torch.tensor(m_s / m_t, dtype=torch.float64)).float() if m_s > 0 else None
-        lp = token_lp.sum(-1) + revealed.sum(-1) * reveal_const
-        if stays.any():
-            lp = lp + stays.sum(-1) * (stay_const if stay_const is not None else float("-inf"))
-        return lp
+        n_revealed = (masked & (x_s != self.mask_index)).sum(-1, keepdim=True)
+        n_stay = (masked & (x_s == self.mask_index)).sum(-1, keepdim=True)
+        mt, ms = self._per_row(m_t, x_t), self._per_row(m_s, x_t)
+        const = n_revealed * torch.log((mt - ms) / mt) + torch.where(
+            n_stay > 0, n_stay * torch.log(ms / mt), torch.zeros_like(mt))
+        lp = self.revealed_log_prob(x_t, x_s, log_x0) + const.squeeze(-1).to(log_x0.dtype)
+        impossible = (~masked & (x_s != x_t)).any(-1)
+        return torch.where(impossible, torch.full_like(lp, float("-inf")), lp)
 
     # ----------------------------------------------------------------- sampler
     @torch.no_grad()
@@ -134,7 +146,8 @@ class MaskedDiffusion(nn.Module):
         """
         if batch_size is not None and n > batch_size and not record:
             return torch.cat([
-                self.sample(min(batch_size, n - i), steps, generator, False, use_cache)
+                self.sample(min(batch_size, n - i), steps, generator, False, use_cache,
+                            start=None if start is None else start[i:i + batch_size])
                 for i in range(0, n, batch_size)
             ])
         times, mask_probs = self.grid(steps)
@@ -237,7 +250,12 @@ class MaskedDiffusion(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"model checkpoint not found: {path}")
-        payload = torch.load(path, map_location=map_location, weights_only=False)
+        try:
+            payload = torch.load(path, map_location=map_location, weights_only=False)
+        except Exception as e:
+            raise ValueError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from e
+        if not isinstance(payload, dict):
+            raise ValueError(f"{path}: not a vidd masked-diffusion checkpoint (holds a {type(payload).__name__})")
         if "model" in payload and "format" not in payload:
             payload = payload["model"]  # a trainer checkpoint holding a model
         return cls.from_checkpoint(payload)

@@ -1,7 +1,7 @@
 """Noise schedules of the masked (absorbing-state) process.
 
 A schedule gives the probability m(t) that a token is masked at time t in [0, 1]
-(m(0) = 0: data; t = 1: noise) and its rate -m'(t)/m(t), the weight of the
+(m(0) = 0: data; t = 1: noise) and its rate m'(t)/m(t) > 0, the weight of the
 continuous-time MDLM ELBO. Registered by name so configs can pick one.
 """
 
@@ -27,7 +27,7 @@ class NoiseSchedule:
         raise NotImplementedError
 
     def elbo_weight(self, t: torch.Tensor) -> torch.Tensor:
-        """-m'(t) / m(t), the weight of masked-token log-likelihoods in the continuous ELBO."""
+        """m'(t) / m(t) (positive: m increases with t), the weight of masked-token log-likelihoods in the continuous ELBO."""
         raise NotImplementedError
 
     def to_dict(self) -> dict:

@@ -1,0 +1,107 @@
+"""The method interface: one small class per fine-tuning method.
+
+Each iteration the trainer calls `collect` (no gradients: roll-in, roll-out, values, weights)
+`accumulation` times, turns every returned batch of training examples into per-example losses
+with `example_loss` (in chunks, back-propagated as it goes), takes one optimiser step, then
+calls `end_of_iteration` (e.g. the lazy update of the roll-out model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from vidd.config import ConfigError
+from vidd.finetune.context import Context
+
+
+@dataclass
+class Batch:
+    examples: dict[str, torch.Tensor]  # every tensor has the examples on its first axis
+    finals: torch.Tensor  # clean roll-in samples of this batch (B, L), for monitoring
+    stats: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(next(iter(self.examples.values()))) if self.examples else 0
+
+
+class Method:
+    name: str = ""
+    Config: type = object
+    registry: dict[str, type["Method"]] = {}
+    #: trains a model (False for inference-time methods such as Best-of-N)
+    trains: bool = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            Method.registry[cls.name] = cls
+
+    @staticmethod
+    def lookup(name: str) -> type["Method"]:
+        if name not in Method.registry:
+            raise ConfigError(f"method: unknown method {name!r}; known: {sorted(Method.registry)}")
+        return Method.registry[name]
+
+    def __init__(self, config):
+        self.config = config
+
+    def collect(self, ctx: Context, n: int) -> Batch:
+        raise NotImplementedError
+
+    def example_loss(self, ctx: Context, examples: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def end_of_iteration(self, ctx: Context) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def lazy_update(ctx: Context, interval: int) -> bool:
+    """Copy the student into the roll-out model after every `interval` optimiser steps."""
+    if interval > 0 and (ctx.iteration + 1) % interval == 0:
+        ctx.rollout.load_state_dict(ctx.student.state_dict())
+        return True
+    return False
+
+
+def importance_weights(log_w: np.ndarray, self_normalize: bool, max_log_weight: float | None) -> np.ndarray:
+    """exp(log_w) computed safely: optionally clipped in log space, or self-normalised to mean 1."""
+    log_w = np.asarray(log_w, dtype=np.float64)
+    if not np.isfinite(log_w).all():
+        raise FloatingPointError("non-finite log-weights (check the reward's failure policy)")
+    if max_log_weight is not None:
+        log_w = np.minimum(log_w, max_log_weight)
+    if self_normalize:
+        shifted = np.exp(log_w - log_w.max())
+        return shifted * (len(log_w) / shifted.sum())
+    weights = np.exp(log_w)
+    if not np.isfinite(weights).all():
+        raise FloatingPointError(
+            "importance weights overflow: set max_log_weight or self_normalize=true, or lower the reward scale / "
+            "raise alpha")
+    return weights
+
+
+def effective_sample_size(weights: np.ndarray) -> float:
+    """(sum w)^2 / sum w^2, as a fraction of the number of weights."""
+    w = np.abs(weights)
+    return float(w.sum() ** 2 / max(len(w) * (w ** 2).sum(), 1e-300))
+
+
+def select_timesteps(ctx: Context, batch: int, steps: int, per_trajectory: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(trajectory index, step index) pairs: all T steps, or `per_trajectory` random ones per trajectory."""
+    if per_trajectory <= 0 or per_trajectory >= steps:
+        ks = torch.arange(steps).repeat(batch, 1)
+    else:
+        ks = torch.rand(batch, steps, generator=ctx.generator).argsort(-1)[:, :per_trajectory]
+    bs = torch.arange(batch).unsqueeze(1).expand_as(ks)
+    return bs.reshape(-1), ks.reshape(-1)

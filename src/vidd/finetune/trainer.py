@@ -1,0 +1,282 @@
+"""The fine-tuning loop: collect, distil, update, evaluate, log, checkpoint, resume."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from vidd.config import ConfigError, option, to_dict
+from vidd.diffusion.masked import MaskedDiffusion, atomic_torch_save
+from vidd.eval.metrics import diversity
+from vidd.finetune.context import Context
+from vidd.finetune.objectives import Method, VIDDConfig, VIDDx0Config
+from vidd.rewards.base import Reward, as_reward
+from vidd.rewards.counted import CountedReward, RewardPolicy
+from vidd.seqio import write_fasta
+
+PHASES = ("rollin", "rollout", "value", "reward", "backward", "eval")
+
+
+@dataclass
+class FinetuneConfig:
+    method: str = option("vidd", "fine-tuning method (one of the registered methods, e.g. vidd, vidd-x0)")
+    iterations: int = option(200, "outer iterations S (one optimiser step each)")
+    steps: int = option(128, "denoising steps T of every roll-in and evaluation sample")
+    batch_size: int = option(32, "roll-in trajectories per accumulation step")
+    accumulation: int = option(4, "accumulation steps per optimiser step")
+    lr: float = option(1e-4, "Adam learning rate")
+    weight_decay: float = option(0.0, "Adam weight decay")
+    grad_clip: float = option(1.0, "gradient-norm clip")
+    loss_chunk: int = option(256, "training examples per student forward/backward (memory bound)")
+    reward: RewardPolicy = option(RewardPolicy(), "reward cache, budget and failure policy")
+    log_rollin_reward: bool = option(True, "score each iteration's roll-in samples with the training reward "
+                                           "(counted calls) to log reward statistics")
+    eval_every: int = option(10, "iterations between evaluations of the student (0: only at the end)")
+    eval_samples: int = option(64, "student samples per evaluation")
+    likelihood_samples: int = option(16, "Monte Carlo steps of the pretrained model's ELBO per sample")
+    checkpoint_every: int = option(10, "iterations between checkpoints (the last iteration is always saved)")
+    seed: int = option(0, "random seed (a CPU run is bit-reproducible, resumed or not)")
+    threads: int = option(0, "torch CPU threads (0: torch default)")
+    device: str = option("cpu", "torch device")
+    vidd: VIDDConfig = option(VIDDConfig(), "settings of method vidd")
+    vidd_x0: VIDDx0Config = option(VIDDx0Config(), "settings of method vidd-x0")
+
+    def validate(self):
+        Method.lookup(self.method)
+        for name in ("iterations", "steps", "batch_size", "accumulation", "loss_chunk", "eval_samples"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def method_config(self):
+        return getattr(self, self.method.replace("-", "_"))
+
+    def derived(self) -> dict:
+        section = self.method_config()
+        per_traj = getattr(section, "timesteps", 0) or self.steps
+        states = self.batch_size * self.accumulation * min(per_traj, self.steps)
+        return {"trajectories per update": self.batch_size * self.accumulation,
+                "training states per update (at most)": states}
+
+
+@dataclass
+class FinetuneResult:
+    model: MaskedDiffusion
+    metrics: list[dict] = field(default_factory=list)
+    out: Path | None = None
+    reward_calls: int = 0
+
+
+class Trainer:
+    def __init__(self, config: FinetuneConfig, pretrained: MaskedDiffusion, reward,
+                 eval_reward: Reward | None = None, out: str | Path | None = None,
+                 final_evaluator: Callable[[list[str]], dict] | None = None, log=print):
+        self.config = config
+        self.out = Path(out) if out else None
+        self.log = log
+        self.final_evaluator = final_evaluator
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        pretrained = pretrained.to(config.device).eval()
+        for p in pretrained.parameters():
+            p.requires_grad_(False)
+        student = copy.deepcopy(pretrained)
+        for p in student.parameters():
+            p.requires_grad_(True)
+        rollout = copy.deepcopy(pretrained)
+        self.ctx = Context(student, rollout, pretrained, CountedReward(reward, config.reward),
+                           torch.Generator().manual_seed(config.seed), config.steps,
+                           total_iterations=config.iterations)
+        self.method = Method.lookup(config.method)(config.method_config())
+        self.eval_reward = as_reward(eval_reward) if eval_reward is not None else None
+        self.optimizer = torch.optim.Adam(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.metrics: list[dict] = []
+        self.wall_seconds = 0.0
+
+    # ----------------------------------------------------------- the loop
+    def run(self, resume: bool = False) -> FinetuneResult:
+        cfg, ctx = self.config, self.ctx
+        if self.out:
+            self._prepare_folder(resume)
+        self.log("derived: " + ", ".join(f"{k} = {v}" for k, v in cfg.derived().items()))
+        bar = tqdm(total=cfg.iterations, initial=ctx.iteration, desc=f"finetune {cfg.method}", mininterval=1.0)
+        while ctx.iteration < cfg.iterations and not ctx.reward.exhausted:
+            start = time.perf_counter()
+            ctx.seconds.clear()
+            row = self._iteration()
+            last = ctx.iteration + 1 == cfg.iterations or ctx.reward.exhausted
+            if (cfg.eval_every and (ctx.iteration + 1) % cfg.eval_every == 0) or last:
+                row.update(self._evaluate())
+            self.method.end_of_iteration(ctx)
+            ctx.iteration += 1
+            self.wall_seconds += time.perf_counter() - start
+            row.update({f"seconds_{p}": ctx.seconds.get(p, 0.0) for p in PHASES})
+            row.update(reward_calls=ctx.reward.calls, reward_failures=ctx.reward.failures,
+                       wall_seconds=self.wall_seconds, iteration_seconds=time.perf_counter() - start)
+            self.metrics.append(row)
+            if self.out:
+                self._append_metrics(row)
+                if ctx.iteration % cfg.checkpoint_every == 0 or last:
+                    self._save_checkpoint()
+            bar.update(1)
+            bar.set_postfix({k: f"{row[v]:.3g}" for k, v in (
+                ("reward", "reward_median"), ("eval", "eval_reward_median"), ("div", "eval_diversity"),
+                ("calls", "reward_calls"), ("s/it", "iteration_seconds")) if row.get(v) is not None})
+        bar.close()
+        if ctx.reward.exhausted:
+            self.log(f"stopped: reward budget of {cfg.reward.budget} calls reached after {ctx.iteration} iterations")
+        result = FinetuneResult(ctx.student, self.metrics, self.out, ctx.reward.calls)
+        if self.out:
+            ctx.student.save(self.out / "checkpoints" / "student.pt")
+            self._final_eval()
+        return result
+
+    def _iteration(self) -> dict:
+        cfg, ctx = self.config, self.ctx
+        ctx.student.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        batches = [self.method.collect(ctx, cfg.batch_size) for _ in range(cfg.accumulation)]
+        total = sum(b.size for b in batches)
+        loss_sum = 0.0
+        with ctx.timed("backward"):
+            for batch in batches:
+                for i in range(0, batch.size, cfg.loss_chunk):
+                    chunk = {k: v[i:i + cfg.loss_chunk] for k, v in batch.examples.items()}
+                    loss = self.method.example_loss(ctx, chunk).sum() / total
+                    loss.backward()
+                    loss_sum += loss.item()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(ctx.student.parameters(), cfg.grad_clip)) if total else 0.0
+            if total:
+                self.optimizer.step()
+        ctx.student.eval()
+        row: dict = {"iteration": ctx.iteration + 1, "loss": loss_sum, "grad_norm": grad_norm}
+        for key in batches[0].stats:
+            vals = [b.stats[key] for b in batches if not math.isnan(b.stats[key])]
+            row[key] = float(np.mean(vals)) if vals else None
+        finals = torch.cat([b.finals for b in batches])
+        seqs = ctx.student.alphabet.decode(finals.cpu())
+        row["rollin_diversity"] = diversity(seqs)
+        if cfg.log_rollin_reward:
+            r = ctx.rewards(finals)
+            row.update(reward_median=float(np.median(r)), reward_mean=float(r.mean()), reward_std=float(r.std()))
+        return row
+
+    # ---------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def _evaluate(self) -> dict:
+        cfg, ctx = self.config, self.ctx
+        with ctx.timed("eval"):
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + ctx.iteration)
+            traj = ctx.student.sample(cfg.eval_samples, cfg.steps, gen, record=True)
+            kl = self._kl_to_pretrained(traj)
+            seqs = ctx.student.alphabet.decode(traj.final.cpu())
+            loglik = ctx.pretrained.elbo(traj.final, cfg.steps, samples=min(cfg.likelihood_samples, cfg.steps),
+                                         generator=gen).numpy()
+            train_r = ctx.reward.reward(seqs)  # monitoring only: not counted against the budget
+            row = {"eval_train_reward_median": float(np.median(train_r)), "eval_diversity": diversity(seqs),
+                   "eval_uniqueness": len(set(seqs)) / len(seqs), "eval_loglik_median": float(np.median(loglik)),
+                   "eval_kl_to_pretrained": kl}
+            if self.eval_reward is not None:
+                row["eval_reward_median"] = float(np.median(self.eval_reward(seqs)))
+            if self.out:
+                write_fasta(self.out / "samples" / f"iter_{ctx.iteration + 1:05d}.fasta", seqs)
+        return row
+
+    def _kl_to_pretrained(self, traj) -> float:
+        """Monte Carlo KL(p_theta || p_pre) of the whole chain: the sum over steps of the log-ratio of
+        transitions (the reveal/stay constants are shared by both models and cancel)."""
+        ctx, total = self.ctx, torch.zeros(traj.states.shape[1], dtype=torch.float64)
+        for k in range(traj.steps):
+            x, nxt, t = traj.states[k], traj.states[k + 1], traj.times[k].float()
+            total += (ctx.student.revealed_log_prob(x, nxt, ctx.student.denoise(x, t))
+                      - ctx.pretrained.revealed_log_prob(x, nxt, ctx.pretrained.denoise(x, t))).double().cpu()
+        return float(total.mean())
+
+    def _final_eval(self) -> None:
+        gen = torch.Generator().manual_seed(self.config.seed + 7)
+        n = max(self.config.eval_samples, 1)
+        seqs = self.ctx.student.alphabet.decode(self.ctx.student.sample(n, self.config.steps, gen).cpu())
+        write_fasta(self.out / "samples" / "final.fasta", seqs)
+        report = dict(self.final_evaluator(seqs)) if self.final_evaluator else {}
+        if not report and self.eval_reward is not None:
+            report["eval_reward_median"] = float(np.median(self.eval_reward(seqs)))
+        report.update(n=len(seqs), reward_calls=self.ctx.reward.calls, wall_seconds=self.wall_seconds,
+                      iterations=self.ctx.iteration)
+        (self.out / "final_eval.json").write_text(json.dumps(report, indent=2))
+
+    # ----------------------------------------------------- run folder / resume
+    def _prepare_folder(self, resume: bool) -> None:
+        out, ckpt = self.out, self.out / "checkpoints" / "last.pt"
+        if resume:
+            if not ckpt.is_file():
+                raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
+            self._load_checkpoint(ckpt)
+            rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+            self.metrics = [r for r in rows if r["iteration"] <= self.ctx.iteration]
+            self._rewrite_metrics()
+            self.log(f"resumed {out} at iteration {self.ctx.iteration}")
+            return
+        if (out / "metrics.jsonl").exists() or ckpt.exists():
+            raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (out / "samples").mkdir(exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(self.config), sort_keys=False))
+
+    def _append_metrics(self, row: dict) -> None:
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        self._write_csv()
+
+    def _rewrite_metrics(self) -> None:
+        with open(self.out / "metrics.jsonl", "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in self.metrics)
+        self._write_csv()
+
+    def _write_csv(self) -> None:
+        keys = list(dict.fromkeys(k for r in self.metrics for k in r))
+        with open(self.out / "metrics.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, keys)
+            writer.writeheader()
+            writer.writerows(self.metrics)
+
+    def _save_checkpoint(self) -> None:
+        ctx = self.ctx
+        atomic_torch_save({
+            "model": {**ctx.student.spec(), "state_dict": ctx.student.state_dict()},
+            "rollout": ctx.rollout.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": ctx.generator.get_state(),
+            "iteration": ctx.iteration,
+            "reward": ctx.reward.state_dict(),
+            "method": self.method.state_dict(),
+            "wall_seconds": self.wall_seconds,
+        }, self.out / "checkpoints" / "last.pt")
+
+    def _load_checkpoint(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.config.device, weights_only=False)
+        ctx = self.ctx
+        ctx.student.load_state_dict(state["model"]["state_dict"])
+        ctx.rollout.load_state_dict(state["rollout"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        ctx.generator.set_state(state["generator"])
+        ctx.iteration = state["iteration"]
+        ctx.reward.load_state_dict(state["reward"])
+        self.method.load_state_dict(state["method"])
+        self.wall_seconds = state["wall_seconds"]
+
+
+def finetune(model: MaskedDiffusion, reward, config: FinetuneConfig | None = None, *,
+             eval_reward=None, out: str | Path | None = None, resume: bool = False, log=print) -> FinetuneResult:
+    """Fine-tune any masked diffusion model against any reward (a Reward or a plain callable
+    `list[str] -> floats`). Returns the fine-tuned student and the per-iteration metrics."""
+    return Trainer(config or FinetuneConfig(), model, reward, eval_reward, out, log=log).run(resume)

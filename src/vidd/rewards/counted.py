@@ -1,0 +1,105 @@
+"""The one door every training-reward call goes through: cache, counter, budget, failure policy.
+
+Oracle calls are the real cost in biology, so every *distinct* sequence sent to the underlying
+reward is counted; repeated sequences are answered from the cache for free.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from vidd.config import option
+from vidd.errors import UserError
+from vidd.rewards.base import Reward, as_reward
+
+log = logging.getLogger(__name__)
+
+
+class RewardFailure(UserError, RuntimeError):
+    pass
+
+
+@dataclass
+class RewardPolicy:
+    cache: bool = option(True, "answer repeated sequences from a cache (not counted again)")
+    budget: int = option(0, "stop training once this many distinct reward calls were made (0: no budget)")
+    on_failure: Literal["error", "penalty"] = option(
+        "error", "what a NaN/inf value or an exception from the reward becomes: stop with an error, "
+                 "or the `penalty` value (logged and counted as failures)")
+    penalty: float = option(-10.0, "value given to failed sequences when on_failure = penalty")
+
+
+class CountedReward:
+    def __init__(self, reward, policy: RewardPolicy | None = None):
+        self.reward: Reward = as_reward(reward)
+        self.policy = policy or RewardPolicy()
+        self.cache: dict[str, float] = {}
+        self.calls = 0
+        self.failures = 0
+        self.seconds = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.reward.name
+
+    @property
+    def exhausted(self) -> bool:
+        return self.policy.budget > 0 and self.calls >= self.policy.budget
+
+    def __call__(self, seqs: list[str]) -> np.ndarray:
+        import time
+
+        seqs = list(seqs)
+        todo = list(dict.fromkeys(s for s in seqs if s not in self.cache)) if self.policy.cache else seqs
+        if todo:
+            start = time.perf_counter()
+            values = self._evaluate(todo)
+            self.seconds += time.perf_counter() - start
+            self.calls += len(todo)
+            if not self.policy.cache:
+                return values
+            self.cache.update(zip(todo, values.tolist()))
+        return np.array([self.cache[s] for s in seqs], dtype=np.float64)
+
+    def _evaluate(self, seqs: list[str]) -> np.ndarray:
+        try:
+            values = self.reward(seqs)
+        except Exception as e:  # the reward is user code: apply the declared policy
+            if self.policy.on_failure == "error":
+                raise RewardFailure(f"reward {self.name!r} failed on a batch of {len(seqs)}: {e!r}") from e
+            log.warning("reward %r failed on a batch of %d (%r); penalty %s applied",
+                        self.name, len(seqs), e, self.policy.penalty)
+            self.failures += len(seqs)
+            return np.full(len(seqs), self.policy.penalty)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            first = seqs[int(np.argmax(bad))]
+            if self.policy.on_failure == "error":
+                raise RewardFailure(
+                    f"reward {self.name!r} returned {int(bad.sum())} non-finite value(s), e.g. for "
+                    f"{first[:60]!r}; set reward.on_failure=penalty to replace them")
+            log.warning("reward %r: %d non-finite values replaced by penalty %s", self.name, int(bad.sum()),
+                        self.policy.penalty)
+            self.failures += int(bad.sum())
+            values = np.where(bad, self.policy.penalty, values)
+        return values
+
+    def state_dict(self) -> dict:
+        return {"cache": dict(self.cache), "calls": self.calls, "failures": self.failures,
+                "seconds": self.seconds}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.cache = dict(state["cache"])
+        self.calls, self.failures, self.seconds = state["calls"], state["failures"], state["seconds"]
+
+
+def log_mean_exp(values: np.ndarray, alpha: float, axis: int = -1) -> np.ndarray:
+    """alpha * log mean exp(values / alpha), stably (the Monte Carlo soft value)."""
+    scaled = values / alpha
+    top = scaled.max(axis=axis, keepdims=True)
+    out = top + np.log(np.mean(np.exp(scaled - top), axis=axis, keepdims=True))
+    return alpha * np.squeeze(out, axis=axis)
