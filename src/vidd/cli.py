@@ -73,5 +73,196 @@ def pretrain(
     typer.echo(f"saved {out / 'model.pt'}")
 
 
+@app.command("train-oracle")
+def train_oracle_cmd(
+    out: Path = typer.Option(..., "--out", help="output checkpoint (.pt)"),
+    task: str = typer.Option("dhs-hepg2", "--task", help="task whose oracle to train (dhs-hepg2)"),
+    config_file: Optional[Path] = CONFIG_OPT,
+    overrides: list[str] = SET_OPT,
+):
+    """Train a cell-type classifier oracle on one half of a task's training split (e.g. --set half=0 --set seed=1)."""
+    from vidd.errors import UserError
+    from vidd.rewards.oracle import OracleConfig, train_oracle
+
+    try:
+        config = cfg.build(OracleConfig, *layers(config_file, overrides))
+        data = _oracle_data(task)
+        test = data["test"]
+        model = train_oracle(config, data["train"].sequences, data["train"].labels, data["valid"].sequences,
+                             data["valid"].labels, out, log=typer.echo, test=(test.sequences, test.labels))
+    except UserError as e:
+        fail(str(e))
+    m = model.metrics
+    typer.echo(f"test HepG2-vs-rest AUROC {m['test_auroc_HepG2']:.4f}, test 4-class accuracy "
+               f"{m['test_accuracy']:.4f} (best epoch {m['best_epoch']}, {m['train_seconds']:.0f}s)")
+    typer.echo(f"saved {out}")
+
+
+@app.command("oracle-report")
+def oracle_report_cmd(
+    oracle_a: Path = typer.Argument(..., help="first oracle checkpoint (the one fine-tuned against)"),
+    oracle_b: Path = typer.Argument(..., help="second, held-out oracle checkpoint (the evaluator)"),
+    task: str = typer.Option("dhs-hepg2", "--task", help="task whose test split to use (dhs-hepg2)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the report as JSON here"),
+):
+    """Test AUROC and accuracy of two oracles and how much they agree."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from vidd.errors import UserError
+    from vidd.rewards.oracle import load_classifier, oracle_report
+
+    try:
+        a, b = load_classifier(oracle_a), load_classifier(oracle_b)
+        test = _oracle_data(task)["test"]
+        report = oracle_report(a, b, test.sequences, test.labels)
+    except UserError as e:
+        fail(str(e))
+    report["oracle_a"]["path"], report["oracle_b"]["path"] = str(oracle_a), str(oracle_b)
+    t = report["target"]
+    table = Table(title=f"{task} oracles on the test split ({report['n_test']} sequences)")
+    table.add_column("oracle")
+    table.add_column(f"{t}-vs-rest AUROC", justify="right")
+    table.add_column("4-class accuracy", justify="right")
+    table.add_column(f"called {t}", justify="right")
+    for key, path in (("oracle_a", oracle_a), ("oracle_b", oracle_b)):
+        r = report[key]
+        table.add_row(str(path), f"{r[f'auroc_{t}']:.4f}", f"{r['accuracy']:.4f}", f"{r[f'fraction_called_{t}']:.3f}")
+    console = Console()
+    console.print(table)
+    ag = report["agreement"]
+    agree = Table(title="agreement")
+    agree.add_column("measure")
+    agree.add_column("value", justify="right")
+    agree.add_row(f"Pearson r of {t} log-odds", f"{ag['pearson_log_odds']:.4f}")
+    agree.add_row(f"Spearman rho of {t} log-odds", f"{ag['spearman_log_odds']:.4f}")
+    agree.add_row(f"same call on p({t}) > 0.5", f"{ag[f'same_call_{t}']:.4f}")
+    agree.add_row(f"both call p({t}) > 0.5", f"{ag[f'both_call_{t}']:.4f}")
+    console.print(agree)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=2) + "\n")
+        typer.echo(f"wrote {json_out}")
+
+
+def _oracle_data(task: str) -> dict:
+    """The labelled splits an oracle task trains and tests on (only dhs-hepg2 has oracles)."""
+    if task != "dhs-hepg2":
+        fail(f"no cell-type oracle for task {task!r}; only dhs-hepg2 has one")
+    from vidd.data import dhs
+
+    return dhs.load_dhs()
+
+
+def _resolve_model(task, checkpoint: Optional[Path]):
+    from vidd.diffusion.masked import MaskedDiffusion
+
+    if checkpoint is None:
+        return task.pretrained_model()
+    if checkpoint.is_dir():  # a run folder: its final student, else its latest checkpoint
+        for candidate in (checkpoint / "checkpoints" / "student.pt", checkpoint / "checkpoints" / "last.pt"):
+            if candidate.is_file():
+                return MaskedDiffusion.load(candidate)
+        fail(f"{checkpoint} is a folder but holds no checkpoints/student.pt or checkpoints/last.pt")
+    return MaskedDiffusion.load(checkpoint)
+
+
+@app.command()
+def sample(
+    task: str = typer.Argument(..., help="task name, e.g. dhs-hepg2"),
+    n: int = typer.Option(100, "--n", help="number of samples"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(..., "--out", help="output file (FASTA for DNA tasks)"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="model file or run folder (default: the task's pretrained model)"),
+    steps: int = typer.Option(128, "--steps", help="denoising steps"),
+    batch_size: int = typer.Option(256, "--batch-size"),
+):
+    """Draw samples from a task's pretrained model, a checkpoint or a fine-tuning run."""
+    import torch
+
+    from vidd.errors import UserError
+    from vidd.tasks import Task
+
+    try:
+        t = Task.get(task)
+        model = _resolve_model(t, checkpoint).eval()
+        if n < 1 or steps < 1:
+            fail("--n and --steps must be >= 1")
+        tokens = model.sample(n, steps, torch.Generator().manual_seed(seed), batch_size=batch_size)
+        t.write_samples(out, model.alphabet.decode(tokens.cpu()))
+    except (UserError, KeyError, FileNotFoundError) as e:
+        fail(str(e))
+    typer.echo(f"wrote {n} samples to {out}")
+
+
+@app.command()
+def evaluate(
+    task: str = typer.Option(..., "--task", help="task name"),
+    samples: Path = typer.Option(..., "--samples", help="sample file to evaluate"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the metrics as JSON here"),
+    likelihood_samples: int = typer.Option(16, "--likelihood-samples", help="Monte Carlo steps of the pretrained model's ELBO per sequence (0: all 128 steps)"),
+):
+    """Evaluate samples with the task's held-out evaluation oracle and naturalness metrics."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from vidd.errors import UserError
+    from vidd.tasks import Task
+
+    try:
+        t = Task.get(task)
+        seqs = t.read_samples(samples)
+        result = t.evaluate(seqs, likelihood_samples=likelihood_samples or None)
+    except (UserError, KeyError, FileNotFoundError) as e:
+        fail(str(e))
+    table = Table(title=f"{task}: {samples}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in result.items():
+        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    Console().print(table)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2))
+
+
+@app.command()
+def finetune(
+    task: str = typer.Argument(..., help="task name, e.g. dhs-hepg2"),
+    out: Optional[Path] = typer.Option(None, "--out", help="new run folder"),
+    preset: Optional[str] = typer.Option(None, "--preset", help="named settings of the task: quick | paper"),
+    config_file: Optional[Path] = CONFIG_OPT,
+    overrides: list[str] = SET_OPT,
+    resume: Optional[Path] = typer.Option(None, "--resume", help="continue the interrupted run in this folder"),
+):
+    """Fine-tune the task's pretrained model against its training reward (default method: VIDD)."""
+    from vidd.errors import UserError
+    from vidd.finetune import FinetuneConfig, Trainer
+    from vidd.tasks import Task
+
+    try:
+        t = Task.get(task)
+        if resume:
+            if out or preset or config_file:
+                fail("--resume takes the run folder; its config.yaml is used (only --set may change it)")
+            base = [cfg.load_yaml(resume / "config.yaml")]
+            out = resume
+        elif out is None:
+            fail("give --out RUN (a new run folder) or --resume RUN")
+        else:
+            base = [t.preset(preset) if preset else {}]
+        config = cfg.build(FinetuneConfig, *base, *layers(config_file, overrides))
+        trainer = Trainer(config, t.pretrained_model(), t.training_reward(), t.evaluation_reward, out,
+                          final_evaluator=t.evaluate, log=typer.echo)
+        trainer.run(resume=resume is not None)
+    except (UserError, KeyError, FileNotFoundError, FileExistsError) as e:
+        fail(str(e))
+    typer.echo(f"run folder: {out}  (final metrics in {out / 'final_eval.json'})")
+
+
 def main():
     app()

@@ -91,7 +91,10 @@ def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
     obj = cls(**kwargs)
     validate = getattr(obj, "validate", None)
     if validate:
-        validate()
+        try:
+            validate()
+        except ConfigError as e:  # validate() names fields relative to its own class
+            raise ConfigError(f"{where}.{e}") from None
     return obj
 
 

@@ -31,11 +31,11 @@ class RollInConfig:
         for name in ("beta", "beta_end", "replay_fraction"):
             v = getattr(self, name)
             if v is not None and not 0.0 <= v <= 1.0:
-                raise ConfigError(f"rollin.{name}: must lie in [0, 1], got {v}")
+                raise ConfigError(f"{name}: must lie in [0, 1], got {v}")
         if self.replay_fraction >= 1.0:
-            raise ConfigError("rollin.replay_fraction must be < 1 (some trajectories must be fresh)")
+            raise ConfigError("replay_fraction: must be < 1 (some trajectories must be fresh)")
         if self.replay_fraction > 0 and self.replay_size <= 0:
-            raise ConfigError("rollin.replay_fraction > 0 needs rollin.replay_size > 0")
+            raise ConfigError("replay_fraction: > 0 needs replay_size > 0")
 
     def beta_at(self, iteration: int, total: int) -> float:
         if self.beta_end is None or total <= 1:

@@ -56,7 +56,7 @@ class FinetuneConfig:
         Method.lookup(self.method)
         for name in ("iterations", "steps", "batch_size", "accumulation", "loss_chunk", "eval_samples"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
 
     def method_config(self):
         return getattr(self, self.method.replace("-", "_"))
@@ -64,9 +64,13 @@ class FinetuneConfig:
     def derived(self) -> dict:
         section = self.method_config()
         per_traj = getattr(section, "timesteps", 0) or self.steps
-        states = self.batch_size * self.accumulation * min(per_traj, self.steps)
-        return {"trajectories per update": self.batch_size * self.accumulation,
-                "training states per update (at most)": states}
+        trajectories = self.batch_size * self.accumulation
+        states = trajectories * min(per_traj, self.steps)
+        value = getattr(section, "value", None)
+        calls = states * (1 + getattr(section, "use_value_xt", True)) * max(1, value.completions if value else 1)
+        calls += trajectories if self.log_rollin_reward else 0
+        return {"trajectories per update": trajectories, "training states per update (at most)": states,
+                "reward calls per iteration (at most, before caching)": calls}
 
 
 @dataclass
@@ -121,7 +125,8 @@ class Trainer:
             ctx.iteration += 1
             self.wall_seconds += time.perf_counter() - start
             row.update({f"seconds_{p}": ctx.seconds.get(p, 0.0) for p in PHASES})
-            row.update(reward_calls=ctx.reward.calls, reward_failures=ctx.reward.failures,
+            row.update(reward_calls=ctx.reward.calls, monitor_reward_calls=ctx.reward.monitor_calls,
+                       reward_failures=ctx.reward.failures,
                        wall_seconds=self.wall_seconds, iteration_seconds=time.perf_counter() - start)
             self.metrics.append(row)
             if self.out:
@@ -182,7 +187,7 @@ class Trainer:
             seqs = ctx.student.alphabet.decode(traj.final.cpu())
             loglik = ctx.pretrained.elbo(traj.final, cfg.steps, samples=min(cfg.likelihood_samples, cfg.steps),
                                          generator=gen).numpy()
-            train_r = ctx.reward.reward(seqs)  # monitoring only: not counted against the budget
+            train_r = ctx.reward.monitor(seqs)  # counted apart from the training budget
             row = {"eval_train_reward_median": float(np.median(train_r)), "eval_diversity": diversity(seqs),
                    "eval_uniqueness": len(set(seqs)) / len(seqs), "eval_loglik_median": float(np.median(loglik)),
                    "eval_kl_to_pretrained": kl}
@@ -210,7 +215,8 @@ class Trainer:
         report = dict(self.final_evaluator(seqs)) if self.final_evaluator else {}
         if not report and self.eval_reward is not None:
             report["eval_reward_median"] = float(np.median(self.eval_reward(seqs)))
-        report.update(n=len(seqs), reward_calls=self.ctx.reward.calls, wall_seconds=self.wall_seconds,
+        report.update(n=len(seqs), reward_calls=self.ctx.reward.calls,
+                      monitor_reward_calls=self.ctx.reward.monitor_calls, wall_seconds=self.wall_seconds,
                       iterations=self.ctx.iteration)
         (self.out / "final_eval.json").write_text(json.dumps(report, indent=2))
 

@@ -25,7 +25,7 @@ class ValueConfig:
 
     def validate(self):
         if self.completions < 0:
-            raise ConfigError(f"value.completions must be >= 0, got {self.completions}")
+            raise ConfigError(f"completions: must be >= 0, got {self.completions}")
 
 
 class ValueEstimator:

@@ -39,6 +39,7 @@ class CountedReward:
         self.policy = policy or RewardPolicy()
         self.cache: dict[str, float] = {}
         self.calls = 0
+        self.monitor_calls = 0
         self.failures = 0
         self.seconds = 0.0
 
@@ -65,6 +66,15 @@ class CountedReward:
             self.cache.update(zip(todo, values.tolist()))
         return np.array([self.cache[s] for s in seqs], dtype=np.float64)
 
+    def monitor(self, seqs: list[str]) -> np.ndarray:
+        """Score samples for monitoring only: counted apart (`monitor_calls`), not against the budget,
+        and kept out of the cache so training-call accounting does not depend on evaluation frequency."""
+        seqs = list(seqs)
+        todo = list(dict.fromkeys(s for s in seqs if s not in self.cache))
+        fresh = dict(zip(todo, self._evaluate(todo).tolist())) if todo else {}
+        self.monitor_calls += len(todo)
+        return np.array([self.cache.get(s, fresh.get(s)) for s in seqs], dtype=np.float64)
+
     def _evaluate(self, seqs: list[str]) -> np.ndarray:
         try:
             values = self.reward(seqs)
@@ -89,12 +99,13 @@ class CountedReward:
         return values
 
     def state_dict(self) -> dict:
-        return {"cache": dict(self.cache), "calls": self.calls, "failures": self.failures,
-                "seconds": self.seconds}
+        return {"cache": dict(self.cache), "calls": self.calls, "monitor_calls": self.monitor_calls,
+                "failures": self.failures, "seconds": self.seconds}
 
     def load_state_dict(self, state: dict) -> None:
         self.cache = dict(state["cache"])
         self.calls, self.failures, self.seconds = state["calls"], state["failures"], state["seconds"]
+        self.monitor_calls = state["monitor_calls"]
 
 
 def log_mean_exp(values: np.ndarray, alpha: float, axis: int = -1) -> np.ndarray:

@@ -31,6 +31,41 @@ class Task:
             raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(sorted(Task.registry))}")
         return Task.registry[name]()
 
+    #: named FinetuneConfig layers, e.g. {"quick": {...}, "paper": {...}}
+    presets: dict[str, dict] = {}
+    sample_suffix = ".fasta"
+
     def pretrain_sequences(self) -> tuple[list[str], list[str]]:
         """(training, validation) sequences for `vidd pretrain --task`."""
         raise NotImplementedError
+
+    def pretrained_model(self):
+        """The task's default masked diffusion model."""
+        raise NotImplementedError
+
+    def training_reward(self):
+        """The reward fine-tuning optimises."""
+        raise NotImplementedError
+
+    evaluation_reward = None  # a separate oracle for honest evaluation
+
+    def evaluate(self, seqs: list[str], **options) -> dict:
+        """The task's metrics of a set of samples."""
+        raise NotImplementedError
+
+    def read_samples(self, path) -> list[str]:
+        from vidd.seqio import read_sequences
+
+        return read_sequences(path, self.alphabet, self.length)
+
+    def write_samples(self, path, seqs: list[str]) -> None:
+        from vidd.seqio import write_fasta
+
+        write_fasta(path, seqs)
+
+    def preset(self, name: str) -> dict:
+        if name not in self.presets:
+            from vidd.config import ConfigError
+
+            raise ConfigError(f"task {self.name!r} has no preset {name!r}; presets: {sorted(self.presets)}")
+        return self.presets[name]

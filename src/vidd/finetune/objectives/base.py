@@ -83,7 +83,8 @@ def importance_weights(log_w: np.ndarray, self_normalize: bool, max_log_weight: 
     if self_normalize:
         shifted = np.exp(log_w - log_w.max())
         return shifted * (len(log_w) / shifted.sum())
-    weights = np.exp(log_w)
+    with np.errstate(over="ignore"):
+        weights = np.exp(log_w)
     if not np.isfinite(weights).all():
         raise FloatingPointError(
             "importance weights overflow: set max_log_weight or self_normalize=true, or lower the reward scale / "

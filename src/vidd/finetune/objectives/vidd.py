@@ -33,9 +33,9 @@ class VIDDConfig:
 
     def validate(self):
         if self.alpha <= 0:
-            raise ConfigError(f"alpha must be > 0, got {self.alpha}")
+            raise ConfigError(f"alpha: must be > 0, got {self.alpha}")
         if self.update_interval < 1:
-            raise ConfigError(f"update_interval must be >= 1, got {self.update_interval}")
+            raise ConfigError(f"update_interval: must be >= 1, got {self.update_interval}")
 
 
 class VIDD(Method):
@@ -111,7 +111,7 @@ class VIDDx0Config:
 
     def validate(self):
         if self.alpha <= 0 or self.clamp < 1:
-            raise ConfigError("alpha must be > 0 and clamp >= 1")
+            raise ConfigError("alpha, clamp: alpha must be > 0 and clamp >= 1")
 
 
 class VIDDx0(Method):

@@ -1,0 +1,214 @@
+"""VIDD and the trainer: exact toy convergence, gradient signs, weight numerics, budget, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from toy import all_states, exact_sample_distribution
+from vidd import config as cfg
+from vidd.alphabets import DNA
+from vidd.diffusion.pretrain import ModelConfig
+from vidd.finetune import FinetuneConfig, finetune
+from vidd.finetune.context import Context
+from vidd.finetune.objectives import VIDD, VIDDConfig
+from vidd.finetune.objectives.base import effective_sample_size, importance_weights
+from vidd.rewards.counted import CountedReward, RewardFailure, RewardPolicy
+
+
+def toy_model(length=4, seed=0):
+    torch.manual_seed(seed)
+    return ModelConfig(backbone="transformer", hidden=32, layers=2, heads=2).build(DNA, length)
+
+
+def g_reward(seqs):
+    return [float(s.count("G")) + 1.5 * ("CG" in s) for s in seqs]
+
+
+def small_config(**over):
+    base = {"iterations": 4, "steps": 4, "batch_size": 8, "accumulation": 2, "lr": 3e-3, "eval_every": 2,
+            "eval_samples": 8, "checkpoint_every": 2, "likelihood_samples": 2,
+            "vidd": {"update_interval": 2, "timesteps": 2}}
+    return cfg.build(FinetuneConfig, cfg.merge(base, over))
+
+
+def kl(p, q):
+    return float((p * (p.log() - q.log())).sum())
+
+
+def test_vidd_moves_exact_distribution_toward_soft_optimal():
+    """Length-4 DNA (256 sequences): the sampler's exact distribution is computed by dynamic
+    programming; single-round VIDD (roll-out = pretrained, K > iterations) must cut
+    KL(p* || p_theta) to p*(x) = p_pre(x) exp(r(x)/alpha) / Z by more than half."""
+    model, steps, alpha = toy_model(), 4, 1.0
+    rewards = torch.tensor(g_reward(DNA.decode(all_states(model, False))), dtype=torch.float64)
+    with torch.no_grad():
+        p_pre = exact_sample_distribution(model, steps)
+    target = p_pre * torch.exp(rewards / alpha)
+    target /= target.sum()
+    config = cfg.build(FinetuneConfig, {
+        "iterations": 60, "steps": steps, "batch_size": 64, "accumulation": 1, "lr": 3e-3, "eval_every": 0,
+        "eval_samples": 8, "log_rollin_reward": False, "vidd": {"update_interval": 1000, "alpha": alpha}})
+    result = finetune(model, g_reward, config, log=lambda *a: None)
+    with torch.no_grad():
+        p_after = exact_sample_distribution(result.model, steps)
+    before, after = kl(target, p_pre), kl(target, p_after)
+    assert after < 0.5 * before, (before, after)
+    tv_before, tv_after = float((target - p_pre).abs().sum() / 2), float((target - p_after).abs().sum() / 2)
+    assert tv_after < 0.7 * tv_before
+
+
+def test_lazy_updates_tilt_further_than_one_round():
+    """With the roll-out model refreshed every K iterations each round tilts again (p_pre exp(k r / alpha)):
+    the expected reward passes the single-round target's."""
+    model, steps = toy_model(seed=1), 4
+    rewards = torch.tensor(g_reward(DNA.decode(all_states(model, False))), dtype=torch.float64)
+    with torch.no_grad():
+        p_pre = exact_sample_distribution(model, steps)
+    target = p_pre * torch.exp(rewards)
+    target /= target.sum()
+    config = cfg.build(FinetuneConfig, {
+        "iterations": 60, "steps": steps, "batch_size": 64, "accumulation": 1, "lr": 3e-3, "eval_every": 0,
+        "eval_samples": 8, "log_rollin_reward": False, "vidd": {"update_interval": 5}})
+    result = finetune(model, g_reward, config, log=lambda *a: None)
+    with torch.no_grad():
+        p_after = exact_sample_distribution(result.model, steps)
+    assert float((p_after * rewards).sum()) > float((target * rewards).sum())
+
+
+def test_gradient_sign_follows_weight():
+    """One SGD step on -w log p(x_s | x_t): a positive weight raises p of the revealed letter, and a larger
+    weight raises it more."""
+    x_t = torch.full((1, 3), DNA.mask_index)
+    x_s = x_t.clone()
+    x_s[0, 1] = 2  # reveal G at position 2
+    gains = []
+    for w in (0.5, 2.0):
+        model = toy_model(length=3)
+        ctx = Context(model, model, model, CountedReward(g_reward), torch.Generator(), 4)
+        method = VIDD(VIDDConfig())
+        ex = {"x_t": x_t, "x_s": x_s, "t": torch.ones(1), "weight": torch.tensor([w])}
+        with torch.no_grad():
+            before = float(model.denoise(x_t, torch.ones(1))[0, 1, 2])
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        method.example_loss(ctx, ex).sum().backward()
+        opt.step()
+        with torch.no_grad():
+            gains.append(float(model.denoise(x_t, torch.ones(1))[0, 1, 2]) - before)
+    assert 0 < gains[0] < gains[1]
+
+
+def test_importance_weights_numerics():
+    huge = np.array([0.0, 800.0, 1e4])
+    clipped = importance_weights(huge, self_normalize=False, max_log_weight=10.0)
+    assert np.isfinite(clipped).all() and clipped.max() == pytest.approx(np.exp(10.0))
+    normed = importance_weights(huge, self_normalize=True, max_log_weight=None)
+    assert np.isfinite(normed).all() and normed.mean() == pytest.approx(1.0)
+    with pytest.raises(FloatingPointError, match="overflow"):
+        importance_weights(huge, self_normalize=False, max_log_weight=None)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        importance_weights(np.array([0.0, np.nan]), False, None)
+    assert effective_sample_size(np.ones(4)) == pytest.approx(1.0)
+    assert effective_sample_size(np.array([1.0, 0, 0, 0])) == pytest.approx(0.25)
+
+
+def test_counted_reward_cache_and_policies():
+    calls = []
+
+    def reward(seqs):
+        calls.append(list(seqs))
+        return [np.nan if s == "AAAA" else 1.0 for s in seqs]
+
+    counted = CountedReward(reward, RewardPolicy(on_failure="penalty", penalty=-5.0))
+    out = counted(["CCCC", "CCCC", "AAAA", "GGGG"])
+    assert out.tolist() == [1.0, 1.0, -5.0, 1.0]
+    assert counted.calls == 3 and counted.failures == 1
+    counted(["CCCC", "GGGG"])
+    assert counted.calls == 3 and len(calls) == 1  # answered from the cache
+    strict = CountedReward(reward)
+    with pytest.raises(RewardFailure, match="non-finite"):
+        strict(["AAAA"])
+
+    def broken(seqs):
+        raise RuntimeError("docking crashed")
+
+    with pytest.raises(RewardFailure, match="docking crashed"):
+        CountedReward(broken)(["ACGT"])
+    assert CountedReward(broken, RewardPolicy(on_failure="penalty"))(["ACGT"]).tolist() == [-10.0]
+
+
+def test_budget_stops_training_and_counts_exactly():
+    sent = []
+
+    def reward(seqs):
+        sent.extend(seqs)
+        return g_reward(seqs)
+
+    config = small_config(iterations=50, reward={"budget": 100})
+    result = finetune(toy_model(), reward, config, log=lambda *a: None)
+    assert result.reward_calls >= 100
+    monitor = result.metrics[-1]["monitor_reward_calls"]
+    assert monitor > 0
+    assert result.reward_calls + monitor == len(sent)  # every sequence sent to the reward is counted
+    assert len(set(sent)) <= len(sent)
+    assert len(result.metrics) < 50
+
+
+def test_run_folder_and_resume_is_bit_identical(tmp_path):
+    full = finetune(toy_model(), g_reward, small_config(), out=tmp_path / "full", log=lambda *a: None)
+
+    class Killed(KeyboardInterrupt):
+        pass
+
+    state = {"n": 0}
+
+    def dies_in_iteration_three(seqs):
+        state["n"] += 1
+        if state["n"] > 14:  # past the checkpoint at iteration 2
+            raise Killed()
+        return g_reward(seqs)
+
+    with pytest.raises(Killed):
+        finetune(toy_model(), dies_in_iteration_three, small_config(), out=tmp_path / "cut", log=lambda *a: None)
+    assert (tmp_path / "cut" / "checkpoints" / "last.pt").is_file()
+    resumed = finetune(toy_model(), g_reward, small_config(), out=tmp_path / "cut", resume=True, log=lambda *a: None)
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+    def stable(path):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        return [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]
+
+    assert stable(tmp_path / "full" / "metrics.jsonl") == stable(tmp_path / "cut" / "metrics.jsonl")
+    run = tmp_path / "full"
+    for name in ("config.yaml", "metrics.csv", "final_eval.json", "checkpoints/student.pt", "samples/final.fasta"):
+        assert (run / name).is_file(), name
+    final = json.loads((run / "final_eval.json").read_text())
+    assert final["reward_calls"] == full.reward_calls and final["iterations"] == 4
+    with pytest.raises(FileExistsError):
+        finetune(toy_model(), g_reward, small_config(), out=run, log=lambda *a: None)
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(cfg.ConfigError, match="unknown method"):
+        cfg.build(FinetuneConfig, {"method": "nope"})
+    with pytest.raises(cfg.ConfigError, match=r"vidd.rollin.beta"):
+        cfg.build(FinetuneConfig, {"vidd": {"rollin": {"beta": 2.0}}})
+    with pytest.raises(cfg.ConfigError, match=r"unknown field"):
+        cfg.build(FinetuneConfig, {"vidd": {"alpah": 1.0}})
+    with pytest.raises(cfg.ConfigError, match="allowed values"):
+        cfg.build(FinetuneConfig, {"vidd": {"value": {"denoiser": "teacher"}}})
+
+
+@pytest.mark.parametrize("over", [
+    {"vidd": {"value": {"completions": 3}, "timesteps": 2}},
+    {"vidd": {"rollin": {"beta": 0.5, "beta_end": 1.0, "replay_size": 16, "replay_fraction": 0.25}}},
+    {"vidd": {"self_normalize": True, "use_value_xt": False, "value": {"denoiser": "rollout"}}},
+    {"method": "vidd-x0"},
+])
+def test_method_options_run(over):
+    result = finetune(toy_model(), g_reward, small_config(**over), log=lambda *a: None)
+    assert len(result.metrics) == 4 and np.isfinite(result.metrics[-1]["loss"])
