@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -26,6 +27,17 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+@contextmanager
+def user_errors():
+    """Errors caused by the user's input end the command with a message, not a traceback."""
+    from vidd.errors import UserError
+
+    try:
+        yield
+    except (UserError, FileNotFoundError, FileExistsError) as e:
+        fail(str(e))
+
+
 def layers(config_file: Optional[Path], overrides: list[str]) -> list[dict]:
     return [cfg.load_yaml(config_file) if config_file else {}, cfg.parse_overrides(overrides)]
 
@@ -43,9 +55,8 @@ def pretrain(
 ):
     """Pretrain a masked diffusion model on a task's training split or on a FASTA file."""
     from vidd.diffusion.pretrain import PretrainConfig, pretrain as run
-    from vidd.errors import UserError
 
-    try:
+    with user_errors():
         config = cfg.build(PretrainConfig, *layers(config_file, overrides))
         if (task is None) == (data is None):
             fail("give exactly one of --task or --data")
@@ -68,8 +79,6 @@ def pretrain(
                 cut = max(1, len(train) // 20)
                 train, val = train[cut:], train[:cut]
         run(config, alpha, train, val, out, resume=resume, log=typer.echo)
-    except UserError as e:
-        fail(str(e))
     typer.echo(f"saved {out / 'model.pt'}")
 
 
@@ -81,17 +90,14 @@ def train_oracle_cmd(
     overrides: list[str] = SET_OPT,
 ):
     """Train a cell-type classifier oracle on one half of a task's training split (e.g. --set half=0 --set seed=1)."""
-    from vidd.errors import UserError
     from vidd.rewards.oracle import OracleConfig, train_oracle
 
-    try:
+    with user_errors():
         config = cfg.build(OracleConfig, *layers(config_file, overrides))
         data = _oracle_data(task)
         test = data["test"]
         model = train_oracle(config, data["train"].sequences, data["train"].labels, data["valid"].sequences,
                              data["valid"].labels, out, log=typer.echo, test=(test.sequences, test.labels))
-    except UserError as e:
-        fail(str(e))
     m = model.metrics
     typer.echo(f"test HepG2-vs-rest AUROC {m['test_auroc_HepG2']:.4f}, test 4-class accuracy "
                f"{m['test_accuracy']:.4f} (best epoch {m['best_epoch']}, {m['train_seconds']:.0f}s)")
@@ -111,15 +117,12 @@ def oracle_report_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from vidd.errors import UserError
     from vidd.rewards.oracle import load_classifier, oracle_report
 
-    try:
+    with user_errors():
         a, b = load_classifier(oracle_a), load_classifier(oracle_b)
         test = _oracle_data(task)["test"]
         report = oracle_report(a, b, test.sequences, test.labels)
-    except UserError as e:
-        fail(str(e))
     report["oracle_a"]["path"], report["oracle_b"]["path"] = str(oracle_a), str(oracle_b)
     t = report["target"]
     table = Table(title=f"{task} oracles on the test split ({report['n_test']} sequences)")
@@ -182,18 +185,15 @@ def sample(
     """Draw samples from a task's pretrained model, a checkpoint or a fine-tuning run."""
     import torch
 
-    from vidd.errors import UserError
     from vidd.tasks import Task
 
-    try:
+    with user_errors():
         t = Task.get(task)
         model = _resolve_model(t, checkpoint).eval()
         if n < 1 or steps < 1:
             fail("--n and --steps must be >= 1")
         tokens = model.sample(n, steps, torch.Generator().manual_seed(seed), batch_size=batch_size)
         t.write_samples(out, model.alphabet.decode(tokens.cpu()))
-    except (UserError, KeyError, FileNotFoundError) as e:
-        fail(str(e))
     typer.echo(f"wrote {n} samples to {out}")
 
 
@@ -210,15 +210,12 @@ def evaluate(
     from rich.console import Console
     from rich.table import Table
 
-    from vidd.errors import UserError
     from vidd.tasks import Task
 
-    try:
+    with user_errors():
         t = Task.get(task)
         seqs = t.read_samples(samples)
         result = t.evaluate(seqs, likelihood_samples=likelihood_samples or None)
-    except (UserError, KeyError, FileNotFoundError) as e:
-        fail(str(e))
     table = Table(title=f"{task}: {samples}")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -240,11 +237,10 @@ def finetune(
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the interrupted run in this folder"),
 ):
     """Fine-tune the task's pretrained model against its training reward (default method: VIDD)."""
-    from vidd.errors import UserError
     from vidd.finetune import FinetuneConfig, Trainer
     from vidd.tasks import Task
 
-    try:
+    with user_errors():
         t = Task.get(task)
         if resume:
             if out or preset or config_file:
@@ -259,9 +255,30 @@ def finetune(
         trainer = Trainer(config, t.pretrained_model(), t.training_reward(), t.evaluation_reward, out,
                           final_evaluator=t.evaluate, log=typer.echo)
         trainer.run(resume=resume is not None)
-    except (UserError, KeyError, FileNotFoundError, FileExistsError) as e:
-        fail(str(e))
     typer.echo(f"run folder: {out}  (final metrics in {out / 'final_eval.json'})")
+
+
+def _config_classes() -> dict:
+    from vidd.diffusion.pretrain import PretrainConfig
+    from vidd.finetune import FinetuneConfig
+    from vidd.rewards.oracle import OracleConfig
+
+    return {"finetune": FinetuneConfig, "pretrain": PretrainConfig, "train-oracle": OracleConfig}
+
+
+def config_markdown(command: str) -> str:
+    rows = cfg.describe(_config_classes()[command])
+    lines = [f"### `vidd {command}`", "", "| field | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{name}` | `{default}` | {text} |" for name, default, text in rows]
+    return "\n".join(lines) + "\n"
+
+
+@app.command("config")
+def show_config(command: str = typer.Argument("finetune", help="finetune | pretrain | train-oracle")):
+    """Print every config field of a command (name, default, meaning) as Markdown."""
+    if command not in _config_classes():
+        fail(f"unknown command {command!r}; one of {sorted(_config_classes())}")
+    typer.echo(config_markdown(command))
 
 
 def main():

@@ -28,7 +28,9 @@ class Task:
     @staticmethod
     def get(name: str) -> "Task":
         if name not in Task.registry:
-            raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(sorted(Task.registry))}")
+            from vidd.errors import UserError
+
+            raise UserError(f"unknown task {name!r}; known tasks: {', '.join(sorted(Task.registry))}")
         return Task.registry[name]()
 
     #: named FinetuneConfig layers, e.g. {"quick": {...}, "paper": {...}}

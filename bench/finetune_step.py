@@ -1,0 +1,136 @@
+"""Seconds per fine-tuning iteration, split by phase, against the floor.
+
+The floor is what the algorithm cannot avoid: the number of sequences that went through the
+denoiser (without and with gradients) and through the reward in one iteration, times their unit
+costs measured alone at the same batch size. Prints a table and writes JSON.
+
+    python bench/finetune_step.py                 # dhs-hepg2 quick preset, real model and oracle
+    python bench/finetune_step.py --quick         # tiny run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from vidd import config as cfg
+from vidd.finetune import FinetuneConfig, Trainer
+from vidd.finetune.trainer import PHASES
+from vidd.tasks import Task
+
+
+class ForwardCounter:
+    """Counts sequences through the denoiser backbone, split by whether gradients were recorded."""
+
+    def __init__(self, modules):
+        self.no_grad = self.grad = 0
+        for m in modules:
+            m.register_forward_hook(self.hook)
+
+    def hook(self, module, args, output):
+        if torch.is_grad_enabled():
+            self.grad += args[0].shape[0]
+        else:
+            self.no_grad += args[0].shape[0]
+
+
+def unit_costs(model, reward, batch: int, repeats: int = 5) -> dict:
+    x = torch.randint(0, model.alphabet.size, (batch, model.length))
+    t = torch.full((batch,), 0.5)
+    seqs = model.alphabet.decode(x)
+
+    def median_time(fn):
+        fn()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times) / batch
+
+    with torch.no_grad():
+        fwd = median_time(lambda: model.denoise(x, t))
+
+    def train_step():
+        model.zero_grad()
+        model.denoise(x, t).logsumexp(-1).sum().backward()
+
+    return {"forward": fwd, "forward_backward": median_time(train_step), "reward": median_time(lambda: reward(seqs))}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--task", default="dhs-hepg2")
+    ap.add_argument("--preset", default="quick")
+    ap.add_argument("--iterations", type=int, default=6)
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--quick", action="store_true", help="tiny run (3 iterations, batch 4, 8 steps)")
+    ap.add_argument("--out", default="bench/results/finetune_step.json")
+    args = ap.parse_args()
+    task = Task.get(args.task)
+    over = ["iterations=%d" % args.iterations, "eval_every=0", *args.overrides]
+    if args.quick:
+        over += ["iterations=3", "batch_size=4", "steps=8"]
+    config = cfg.build(FinetuneConfig, task.preset(args.preset), cfg.parse_overrides(over))
+    model, reward = task.pretrained_model(), task.training_reward()
+    trainer = Trainer(config, model, reward, log=lambda *a: None)
+    ctx = trainer.ctx
+    counter = ForwardCounter([ctx.student.backbone, ctx.rollout.backbone, ctx.pretrained.backbone])
+    rows = []
+    for _ in range(config.iterations):
+        counter.no_grad = counter.grad = 0
+        calls_before = ctx.reward.calls
+        start = time.perf_counter()
+        ctx.seconds.clear()
+        trainer._iteration()
+        trainer.method.end_of_iteration(ctx)
+        ctx.iteration += 1
+        rows.append({"total": time.perf_counter() - start, **{p: ctx.seconds.get(p, 0.0) for p in PHASES},
+                     "forward_seqs": counter.no_grad, "grad_seqs": counter.grad,
+                     "reward_calls": ctx.reward.calls - calls_before})
+    units = unit_costs(ctx.pretrained, ctx.reward.reward, batch=min(256, config.loss_chunk))
+    med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    floor = {
+        "denoiser forwards": med["forward_seqs"] * units["forward"],
+        "forward+backward": med["grad_seqs"] * units["forward_backward"],
+        "reward": med["reward_calls"] * units["reward"],
+    }
+    floor_total = sum(floor.values())
+    table = Table(title=f"{args.task} {args.preset}: seconds per iteration (median of {len(rows)})")
+    for col in ("phase", "measured s", "counted work", "floor s"):
+        table.add_column(col, justify="right" if col != "phase" else "left")
+    sampling = med["rollin"] + med["rollout"] + med["value"]
+    table.add_row("  roll-in", f"{med['rollin']:.3f}", "", "")
+    table.add_row("  roll-out", f"{med['rollout']:.3f}", "", "")
+    table.add_row("  value (x0_hat)", f"{med['value']:.3f}", "", "")
+    table.add_row("no-grad denoiser work", f"{sampling:.3f}", f"{med['forward_seqs']:.0f} seq forwards",
+                  f"{floor['denoiser forwards']:.3f}")
+    table.add_row("reward", f"{med['reward']:.3f}", f"{med['reward_calls']:.0f} calls", f"{floor['reward']:.3f}")
+    table.add_row("backward", f"{med['backward']:.3f}", f"{med['grad_seqs']:.0f} seq fwd+bwd",
+                  f"{floor['forward+backward']:.3f}")
+    table.add_row("total", f"{med['total']:.3f}", "", f"{floor_total:.3f}")
+    Console().print(table)
+    Console().print(f"total / floor = {med['total'] / floor_total:.2f}")
+    result = {
+        "task": args.task, "preset": args.preset, "config": cfg.to_dict(config), "iterations": rows,
+        "median": med, "unit_seconds_per_sequence": units, "floor": floor, "floor_total": floor_total,
+        "ratio_total_to_floor": med["total"] / floor_total,
+        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "platform": platform.platform()},
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
