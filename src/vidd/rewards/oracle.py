@@ -62,16 +62,16 @@ class OracleConfig:
 
     def validate(self) -> None:
         if self.half not in (-1, 0, 1):
-            raise cfg.ConfigError(f"config.half: must be 0, 1 or -1 (all), got {self.half}")
+            raise cfg.ConfigError(f"half: must be 0, 1 or -1 (all), got {self.half}")
         for name in ("width", "kernel", "kernel2", "layers", "pool", "epochs", "batch_size"):
             if getattr(self, name) < 1:
-                raise cfg.ConfigError(f"config.{name}: must be >= 1, got {getattr(self, name)}")
+                raise cfg.ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
-            raise cfg.ConfigError(f"config.dropout: must be in [0, 1), got {self.dropout}")
+            raise cfg.ConfigError(f"dropout: must be in [0, 1), got {self.dropout}")
         if self.lr <= 0:
-            raise cfg.ConfigError(f"config.lr: must be > 0, got {self.lr}")
+            raise cfg.ConfigError(f"lr: must be > 0, got {self.lr}")
         if self.weight_decay < 0 or self.patience < 0 or self.threads < 0 or self.max_seconds < 0:
-            raise cfg.ConfigError("config: weight_decay, patience, threads and max_seconds must be >= 0")
+            raise cfg.ConfigError("weight_decay, patience, threads, max_seconds: must be >= 0")
 
 
 # --------------------------------------------------------------------------- model
