@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
 from vidd.alphabets import Alphabet, SequenceError
+from vidd.atomic import atomic_open
 
 
 def read_fasta(path: str | Path) -> list[tuple[str, str]]:
@@ -42,11 +41,7 @@ def read_sequences(path: str | Path, alphabet: Alphabet, length: int | None = No
 
 def write_fasta(path: str | Path, seqs: list[str], headers: list[str] | None = None) -> None:
     """Write atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     headers = headers or [f"sample_{i}" for i in range(len(seqs))]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
+    with atomic_open(path) as f:
         for h, s in zip(headers, seqs):
             f.write(f">{h}\n{s}\n")
-    os.replace(tmp, path)

@@ -10,8 +10,6 @@ masked with probability m_{k+1} / m_k.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import torch
 from torch import nn
 
 from vidd.alphabets import Alphabet
+from vidd.atomic import atomic_open
 from vidd.diffusion.backbones import Backbone
 from vidd.diffusion.schedule import LogLinearSchedule, NoiseSchedule
 
@@ -262,15 +261,6 @@ class MaskedDiffusion(nn.Module):
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
-    """Write via a temporary file in the same folder and rename, so no half-written file is left."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """torch.save through `atomic_open`: no half-written checkpoint is ever left behind."""
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)

@@ -16,6 +16,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
+from vidd.atomic import atomic_open
 from vidd.config import ConfigError, option, to_dict
 from vidd.diffusion.masked import MaskedDiffusion, atomic_torch_save
 from vidd.eval.metrics import diversity
@@ -218,7 +219,8 @@ class Trainer:
         report.update(n=len(seqs), reward_calls=self.ctx.reward.calls,
                       monitor_reward_calls=self.ctx.reward.monitor_calls, wall_seconds=self.wall_seconds,
                       iterations=self.ctx.iteration)
-        (self.out / "final_eval.json").write_text(json.dumps(report, indent=2))
+        with atomic_open(self.out / "final_eval.json") as f:
+            json.dump(report, f, indent=2)
 
     # ----------------------------------------------------- run folder / resume
     def _prepare_folder(self, resume: bool) -> None:
@@ -236,7 +238,8 @@ class Trainer:
             raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         (out / "samples").mkdir(exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(self.config), sort_keys=False))
+        with atomic_open(out / "config.yaml") as f:
+            yaml.safe_dump(to_dict(self.config), f, sort_keys=False)
 
     def _append_metrics(self, row: dict) -> None:
         with open(self.out / "metrics.jsonl", "a") as f:
@@ -244,13 +247,13 @@ class Trainer:
         self._write_csv()
 
     def _rewrite_metrics(self) -> None:
-        with open(self.out / "metrics.jsonl", "w") as f:
+        with atomic_open(self.out / "metrics.jsonl") as f:
             f.writelines(json.dumps(r) + "\n" for r in self.metrics)
         self._write_csv()
 
     def _write_csv(self) -> None:
         keys = list(dict.fromkeys(k for r in self.metrics for k in r))
-        with open(self.out / "metrics.csv", "w", newline="") as f:
+        with atomic_open(self.out / "metrics.csv") as f:
             writer = csv.DictWriter(f, keys)
             writer.writeheader()
             writer.writerows(self.metrics)
