@@ -258,6 +258,29 @@ def finetune(
     typer.echo(f"run folder: {out}  (final metrics in {out / 'final_eval.json'})")
 
 
+@app.command("model-report")
+def model_report(
+    task: str = typer.Option(..., "--task", help="task name"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="model file (default: the task's pretrained model)"),
+    samples: int = typer.Option(1000, "--samples", help="samples drawn for the 3-mer check"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the report as JSON here"),
+):
+    """Held-out quality of a pretrained model: test ELBO against a Markov baseline, sample statistics."""
+    import json
+
+    from vidd.tasks import Task
+
+    with user_errors():
+        t = Task.get(task)
+        if not hasattr(t, "model_report"):
+            fail(f"task {task!r} has no model report")
+        report = t.model_report(_resolve_model(t, checkpoint).eval(), n_samples=samples)
+    typer.echo(json.dumps(report, indent=2))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=2))
+
+
 def _config_classes() -> dict:
     from vidd.diffusion.pretrain import PretrainConfig
     from vidd.finetune import FinetuneConfig

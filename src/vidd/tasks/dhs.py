@@ -103,3 +103,36 @@ class DHSHepG2(Task):
             "uniqueness": metrics.uniqueness(seqs),
             "n": len(seqs),
         }
+
+    def model_report(self, model: MaskedDiffusion, n_samples: int = 1000, steps: int = 128,
+                     elbo_draws: int = 4, seed: int = 0) -> dict:
+        """Quality of a pretrained model on the held-out test split (chr1), next to a 5th-order Markov chain.
+
+        - test_nelbo_bits_per_base: continuous-time MDLM negative ELBO (an upper bound on the model's
+          negative log-likelihood), mean of `elbo_draws` Monte Carlo draws per test sequence, in bits per base;
+        - markov5_test_bits_per_base: exact held-out log-loss of a 5th-order Markov chain fitted on the
+          same training split;
+        - kmer3_corr_vs_test: Pearson correlation of 3-mer counts of `n_samples` samples (`steps`
+          steps) with those of the whole test split.
+        """
+        from vidd.eval.markov import MarkovChain
+
+        data = load_dhs()
+        test = data["test"].sequences
+        gen = torch.Generator().manual_seed(seed)
+        tokens = self.alphabet.encode(test, self.length)
+        with torch.no_grad():
+            draws = torch.stack([
+                torch.cat([model.loss(tokens[i:i + 512], gen) for i in range(0, len(tokens), 512)])
+                for _ in range(elbo_draws)])
+        per_seq_bits = draws.mean(0) / self.length / np.log(2)
+        samples = self.alphabet.decode(model.sample(n_samples, steps, gen, batch_size=250))
+        markov = MarkovChain(5).fit(data["train"].sequences)
+        return {
+            "test_sequences": len(test),
+            "test_nelbo_bits_per_base": float(per_seq_bits.mean()),
+            "test_nelbo_bits_per_base_stderr": float(per_seq_bits.std() / np.sqrt(len(test))),
+            "markov5_test_bits_per_base": markov.log_loss_bits(test),
+            "kmer3_corr_vs_test": metrics.kmer_corr(samples, test, k=3),
+            "samples": n_samples, "steps": steps, "sample_diversity": metrics.diversity(samples),
+        }
