@@ -207,6 +207,7 @@ def test_config_errors_name_the_field():
     {"vidd": {"value": {"completions": 3}, "timesteps": 2}},
     {"vidd": {"rollin": {"beta": 0.5, "beta_end": 1.0, "replay_size": 16, "replay_fraction": 0.25}}},
     {"vidd": {"self_normalize": True, "use_value_xt": False, "value": {"denoiser": "rollout"}}},
+    {"vidd": {"baseline": "mean", "value": {"denoiser": "pretrained"}, "rollin": {"source": "student"}}},
     {"method": "vidd-x0"},
 ])
 def test_method_options_run(over):

@@ -27,6 +27,9 @@ class VIDDConfig:
     use_value_xt: bool = option(True, "divide by exp(v(x_t) / alpha) (the soft Bellman normaliser)")
     self_normalize: bool = option(False, "normalise the weights of each batch to mean 1")
     max_log_weight: float | None = option(LOG_1E6, "clip log-weights at this value (null: no clipping)")
+    baseline: Literal["none", "mean"] = option(
+        "none", "control variate (not in the paper): `mean` subtracts the batch-mean weight, which removes the "
+                "zero-mean score noise when the roll-out model equals the student (small batches)")
     rollin: RollInConfig = option(RollInConfig(), "where training states x_t come from")
     value: ValueConfig = option(ValueConfig(), "soft value estimate v(x) = r(x0_hat(x))")
     chunk: int = option(512, "states per denoiser forward in roll-out")
@@ -75,9 +78,12 @@ class VIDD(Method):
         v_t = self.value(ctx, x_t, t_t) if cfg.use_value_xt else np.zeros_like(v_s)
         log_w = (v_s - v_t) / cfg.alpha
         weights = importance_weights(log_w, cfg.self_normalize, cfg.max_log_weight)
+        ess = effective_sample_size(weights) if len(weights) else float("nan")
+        if cfg.baseline == "mean" and len(weights):
+            weights = weights - weights.mean()
         stats = {
             "examples": float(len(x_t)),
-            "ess": effective_sample_size(weights) if len(weights) else float("nan"),
+            "ess": ess,
             "log_weight_mean": float(log_w.mean()) if len(log_w) else float("nan"),
             "log_weight_max": float(log_w.max()) if len(log_w) else float("nan"),
         }
