@@ -28,7 +28,7 @@ class ToyGC(Task):
     alphabet = DNA
     length = 12
     presets = {"quick": {"iterations": 2, "steps": 4, "batch_size": 4, "accumulation": 1, "eval_every": 1,
-                         "eval_samples": 4, "likelihood_samples": 2, "vidd": {"timesteps": 2}}}
+                         "eval_samples": 4, "final_samples": 6, "likelihood_samples": 2, "vidd": {"timesteps": 2}}}
     evaluation_reward = staticmethod(gc)
 
     def pretrained_model(self):

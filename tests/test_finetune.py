@@ -30,7 +30,7 @@ def g_reward(seqs):
 
 def small_config(**over):
     base = {"iterations": 4, "steps": 4, "batch_size": 8, "accumulation": 2, "lr": 3e-3, "eval_every": 2,
-            "eval_samples": 8, "checkpoint_every": 2, "likelihood_samples": 2,
+            "eval_samples": 8, "final_samples": 8, "checkpoint_every": 2, "likelihood_samples": 2,
             "vidd": {"update_interval": 2, "timesteps": 2}}
     return cfg.build(FinetuneConfig, cfg.merge(base, over))
 

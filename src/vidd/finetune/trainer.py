@@ -45,6 +45,7 @@ class FinetuneConfig:
                                            "(counted calls) to log reward statistics")
     eval_every: int = option(10, "iterations between evaluations of the student (0: only at the end)")
     eval_samples: int = option(64, "student samples per evaluation")
+    final_samples: int = option(256, "student samples scored by the final evaluation (final_eval.json)")
     likelihood_samples: int = option(16, "Monte Carlo steps of the pretrained model's ELBO per sample")
     checkpoint_every: int = option(10, "iterations between checkpoints (the last iteration is always saved)")
     seed: int = option(0, "random seed (a CPU run is bit-reproducible, resumed or not)")
@@ -55,7 +56,8 @@ class FinetuneConfig:
 
     def validate(self):
         Method.lookup(self.method)
-        for name in ("iterations", "steps", "batch_size", "accumulation", "loss_chunk", "eval_samples"):
+        for name in ("iterations", "steps", "batch_size", "accumulation", "loss_chunk", "eval_samples",
+                     "final_samples"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
 
@@ -210,7 +212,7 @@ class Trainer:
 
     def _final_eval(self) -> None:
         gen = torch.Generator().manual_seed(self.config.seed + 7)
-        n = max(self.config.eval_samples, 1)
+        n = self.config.final_samples
         seqs = self.ctx.student.alphabet.decode(self.ctx.student.sample(n, self.config.steps, gen).cpu())
         write_fasta(self.out / "samples" / "final.fasta", seqs)
         report = dict(self.final_evaluator(seqs)) if self.final_evaluator else {}
