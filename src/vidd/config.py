@@ -152,16 +152,22 @@ def _has_all_defaults(cls) -> bool:
     )
 
 
-def describe(cls, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(dotted name, default, help) for every field, nested configs flattened: for docs and --help."""
+def describe(cls, prefix: str = "", defaults=None) -> list[tuple[str, str, str]]:
+    """(dotted name, default, help) for every field, nested configs flattened: for docs and --help.
+
+    `defaults`: an instance whose values are the defaults to show (a nested section's default instance,
+    which may differ from its class's own defaults)."""
     rows = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
+        if defaults is not None:
+            default = getattr(defaults, f.name)
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
         if dataclasses.is_dataclass(tp):
-            rows += describe(tp, f"{prefix}{f.name}.")
+            rows += describe(tp, f"{prefix}{f.name}.", default if dataclasses.is_dataclass(default) else None)
             continue
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
         rows.append((f"{prefix}{f.name}", repr(default), f.metadata.get("help", "")))
     return rows

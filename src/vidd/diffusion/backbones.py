@@ -1,5 +1,8 @@
 """Denoiser networks: token ids (letters + mask) and time -> logits over the letters.
 
+Tokens may also be float one-hot rows (B, L, V + 1) (letters + mask), e.g. straight-through
+Gumbel-softmax samples, so that gradients flow into the input (DRAKES).
+
 Each backbone declares `time_conditioned`; when False the sampler may reuse a denoiser
 output across steps in which no token changed (MDLM's cached sampler).
 """
@@ -38,6 +41,13 @@ class Backbone(nn.Module):
 
     def forward(self, tokens: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # (B, L), (B,) -> (B, L, V)
         raise NotImplementedError
+
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token embeddings (B, L, H) of ids (B, L) long, or of (relaxed) one-hot rows (B, L, V + 1) float
+        (`tokens @ embed.weight`; a hard one-hot gives exactly the lookup), for gradients through samples."""
+        if tokens.is_floating_point():
+            return tokens.to(self.embed.weight.dtype) @ self.embed.weight
+        return self.embed(tokens)
 
 
 def time_features(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -92,7 +102,7 @@ class DilatedCNN(Backbone):
         self.out = nn.Linear(config.hidden, config.vocab_size)
 
     def forward(self, tokens, t):
-        h = self.embed(tokens)
+        h = self.embed_tokens(tokens)
         if self.time_proj is not None:
             h = h + self.time_proj(time_features(t, self.config.hidden))[:, None]
         for block in self.blocks:
@@ -134,7 +144,7 @@ class Transformer(Backbone):
     def forward(self, tokens, t):
         if tokens.shape[1] > self.config.max_length:
             raise ValueError(f"sequence length {tokens.shape[1]} exceeds max_length {self.config.max_length}")
-        h = self.embed(tokens) + self.position[: tokens.shape[1]]
+        h = self.embed_tokens(tokens) + self.position[: tokens.shape[1]]
         if self.time_proj is not None:
             h = h + self.time_proj(time_features(t, self.config.hidden))[:, None]
         return self.out(self.out_norm(self.encoder(h)))

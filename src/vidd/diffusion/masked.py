@@ -71,7 +71,19 @@ class MaskedDiffusion(nn.Module):
         """log p(x_0 | x_t): (B, L, V) over letters; unmasked positions are carried over (SUBS)."""
         if t.dim() == 0:
             t = t.expand(x_t.shape[0])
-        log_probs = torch.log_softmax(self.backbone(x_t, t).float(), dim=-1)
+        return self._subs(torch.log_softmax(self.backbone(x_t, t).float(), dim=-1), x_t)
+
+    def denoise_soft(self, onehot: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """`denoise` of (straight-through / relaxed) one-hot states (B, L, V + 1) float, differentiable
+        through the input. SUBS carry-over follows the hard state argmax(onehot): positions whose argmax is
+        a letter are carried over (one-hot, no gradient), masked ones get the network's prediction."""
+        if t.dim() == 0:
+            t = t.expand(onehot.shape[0])
+        log_probs = torch.log_softmax(self.backbone(onehot, t).float(), dim=-1)
+        return self._subs(log_probs, onehot.argmax(-1))
+
+    def _subs(self, log_probs: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+        """SUBS: keep the network's log p(x_0 | x_t) at masked positions, a one-hot at unmasked ones."""
         masked = (x_t == self.mask_index).unsqueeze(-1)
         carried = torch.full_like(log_probs, float("-inf"))
         carried.scatter_(-1, x_t.clamp(max=self.alphabet.size - 1).unsqueeze(-1), 0.0)

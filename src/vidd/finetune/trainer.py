@@ -21,7 +21,9 @@ from vidd.config import ConfigError, option, to_dict
 from vidd.diffusion.masked import MaskedDiffusion, atomic_torch_save
 from vidd.eval.metrics import diversity
 from vidd.finetune.context import Context
-from vidd.finetune.objectives import Method, VIDDConfig, VIDDx0Config
+from vidd.finetune.objectives import (
+    DDPOConfig, DDPOx0Config, DDPPConfig, DRAKESConfig, Method, StandardConfig, VIDDConfig, VIDDx0Config,
+)
 from vidd.rewards.base import Reward, as_reward
 from vidd.rewards.counted import CountedReward, RewardPolicy
 from vidd.seqio import write_fasta
@@ -53,6 +55,11 @@ class FinetuneConfig:
     device: str = option("cpu", "torch device")
     vidd: VIDDConfig = option(VIDDConfig(), "settings of method vidd")
     vidd_x0: VIDDx0Config = option(VIDDx0Config(), "settings of method vidd-x0")
+    standard: StandardConfig = option(StandardConfig(), "settings of method standard (single-round fine-tuning)")
+    ddpo: DDPOConfig = option(DDPOConfig(), "settings of method ddpo (per-step likelihood ratio)")
+    ddpo_x0: DDPOx0Config = option(DDPOx0Config(), "settings of method ddpo-x0 (the authors' x_0 ratio)")
+    ddpp: DDPPConfig = option(DDPPConfig(), "settings of method ddpp")
+    drakes: DRAKESConfig = option(DRAKESConfig(), "settings of method drakes (differentiable rewards only)")
 
     def validate(self):
         Method.lookup(self.method)

@@ -66,6 +66,13 @@ class CountedReward:
             self.cache.update(zip(todo, values.tolist()))
         return np.array([self.cache[s] for s in seqs], dtype=np.float64)
 
+    def count(self, n: int) -> None:
+        """Count `n` training-reward evaluations made outside `__call__` (e.g. a differentiable reward scored
+        on relaxed one-hot samples by DRAKES): no cache, each one counts against the budget."""
+        if n < 0:
+            raise ValueError(f"count: n must be >= 0, got {n}")
+        self.calls += int(n)
+
     def monitor(self, seqs: list[str]) -> np.ndarray:
         """Score samples for monitoring only: counted apart (`monitor_calls`), not against the budget,
         and kept out of the cache so training-call accounting does not depend on evaluation frequency."""

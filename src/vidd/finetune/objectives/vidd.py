@@ -56,6 +56,10 @@ class VIDD(Method):
         self.rollin = RollIn(config.rollin)
         self.value = ValueEstimator(config.value, config.alpha)
 
+    def teacher(self, ctx: Context):
+        """The model whose one-step samples x_s are reweighted: the lazily updated roll-out model p^out."""
+        return ctx.rollout
+
     @torch.no_grad()
     def collect(self, ctx: Context, n: int) -> Batch:
         cfg = self.config
@@ -65,9 +69,10 @@ class VIDD(Method):
         keep = (x_t == ctx.student.mask_index).any(-1)
         b, k, x_t = b[keep], k[keep], x_t[keep]
         t_t, t_s = traj.times[k].float(), traj.times[k + 1].float()
+        teacher = self.teacher(ctx)
         with ctx.timed("rollout"):
             x_s = torch.cat([
-                ctx.rollout.step(x_t[i:i + cfg.chunk], ctx.rollout.denoise(x_t[i:i + cfg.chunk], t_t[i:i + cfg.chunk]),
+                teacher.step(x_t[i:i + cfg.chunk], teacher.denoise(x_t[i:i + cfg.chunk], t_t[i:i + cfg.chunk]),
                                  traj.mask_probs[k[i:i + cfg.chunk]], traj.mask_probs[k[i:i + cfg.chunk] + 1],
                                  ctx.generator)
                 for i in range(0, len(x_t), cfg.chunk)

@@ -1,0 +1,70 @@
+"""Standard fine-tuning: one round of value-weighted MLE toward the pretrained model's soft-optimal policy.
+
+The paper's "standard fine-tuning" baseline (DNA setting): VIDD's Eq. (7) with everything that makes
+VIDD iterative switched off. Roll-in from the pretrained model (beta = 0), one-step samples x_s from the
+pretrained model (the teacher base is never refreshed), values from the pretrained denoiser, and
+weights exp(v(x_s) / alpha) without the v(x_t) normaliser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from vidd.config import ConfigError, option
+from vidd.finetune.context import Context
+from vidd.finetune.objectives.vidd import LOG_1E6, VIDD, VIDDConfig
+from vidd.finetune.rollin import RollInConfig
+from vidd.finetune.value import ValueConfig
+
+
+@dataclass
+class StandardConfig:
+    alpha: float = option(1.0, "temperature alpha (weights exp(v(x_s) / alpha)); paper: 1")
+    timesteps: int = option(0, "roll-in steps used per trajectory (0: all T, the paper's DNA setting; else a "
+                               "random subset)")
+    self_normalize: bool = option(False, "normalise the weights of each batch to mean 1 (paper: no normalisation)")
+    max_log_weight: float | None = option(LOG_1E6, "clip log-weights at this value (null: no clipping)")
+    baseline: Literal["none", "mean"] = option(
+        "none", "control variate (not in the paper): `mean` subtracts the batch-mean weight")
+    value_completions: int = option(0, "0: v(x) = r(argmax completion by the pretrained model) (paper); M > 0: "
+                                       "alpha * log mean exp(r / alpha) over M sampled completions")
+    chunk: int = option(512, "states per denoiser forward in roll-out")
+
+    #: fixed, not a field: no v(x_t) divisor (read by FinetuneConfig.derived())
+    use_value_xt = False
+
+    def validate(self):
+        if self.alpha <= 0:
+            raise ConfigError(f"alpha: must be > 0, got {self.alpha}")
+        if self.value_completions < 0:
+            raise ConfigError(f"value_completions: must be >= 0, got {self.value_completions}")
+
+    def as_vidd(self) -> VIDDConfig:
+        """The equivalent VIDD settings: pretrained roll-in, pretrained values, no v(x_t) divisor."""
+        return VIDDConfig(
+            alpha=self.alpha, timesteps=self.timesteps, use_value_xt=False, self_normalize=self.self_normalize,
+            max_log_weight=self.max_log_weight, baseline=self.baseline, chunk=self.chunk,
+            rollin=RollInConfig(beta=0.0),
+            value=ValueConfig(denoiser="pretrained", completions=self.value_completions),
+        )
+
+
+class StandardFinetune(VIDD):
+    """Single-round value-weighted MLE with a fixed pretrained teacher (the paper's "standard fine-tuning").
+
+    loss = -exp(v_pre(x_s) / alpha) * log p_theta(x_s | x_t), x_t from pretrained roll-ins, x_s ~ p_pre(. | x_t).
+    """
+
+    name = "standard"
+    Config = StandardConfig
+
+    def __init__(self, config: StandardConfig):
+        super().__init__(config.as_vidd())
+        self.settings = config
+
+    def teacher(self, ctx: Context):
+        return ctx.pretrained
+
+    def end_of_iteration(self, ctx: Context) -> None:
+        pass  # the teacher is never refreshed (the authors' K = 100000)
