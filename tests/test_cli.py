@@ -123,3 +123,28 @@ def test_docs_config_tables_are_current():
     doc = (Path(__file__).parents[1] / "docs" / "config.md").read_text()
     for command in ("finetune", "pretrain", "train-oracle"):
         assert config_markdown(command) in doc, f"docs/config.md is stale: run `vidd config {command}`"
+
+
+def test_bench_equal_budget_and_failure_reporting(tmp_path):
+    out = tmp_path / "bench"
+    args = ["bench", ToyGC.name, "--methods", "vidd,drakes,best-of-n,pretrained", "--budget", "60",
+            "--samples", "4", "--out", out, "--set", "eval_every=1"]
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    rows = json.loads((out / "results.json").read_text())
+    by = {row["method"]: row for row in rows}
+    assert by["vidd"]["status"] == "ok" and by["vidd"]["reward_calls"] >= 60
+    assert by["pretrained"]["reward_calls"] == 0
+    assert by["best-of-n"]["reward_calls"] <= 60
+    assert by["drakes"]["status"] == "failed" and "differentiable" in by["drakes"]["error"]
+    table = (out / "table.md").read_text()
+    assert "drakes (failed 1/1" in table and "| vidd |" in table
+    for name in ("results.csv", "sample_efficiency.png", "tradeoff.png"):
+        assert (out / name).is_file() or name == "tradeoff.png"
+    r = invoke(*args)  # a rerun skips finished work
+    assert r.exit_code == 0 and "done before, skipped" in r.output
+
+
+def test_bench_rejects_unknown_method(tmp_path):
+    r = invoke("bench", ToyGC.name, "--methods", "vidd,nope", "--budget", "10", "--out", tmp_path / "b")
+    assert r.exit_code == 2 and "unknown method 'nope'" in r.output

@@ -281,6 +281,34 @@ def model_report(
         json_out.write_text(json.dumps(report, indent=2))
 
 
+@app.command()
+def bench(
+    task: str = typer.Argument(..., help="task name, e.g. dhs-hepg2"),
+    methods: str = typer.Option("vidd,ddpo,ddpp,standard,drakes,best-of-n,svdd,pretrained", "--methods",
+                                help="comma-separated methods (fine-tuning methods, best-of-n, svdd, pretrained)"),
+    budget: int = typer.Option(..., "--budget", help="training-reward calls every method may spend"),
+    seeds: int = typer.Option(1, "--seeds", help="seeds per method"),
+    samples: int = typer.Option(256, "--samples", help="samples evaluated per final model"),
+    preset: str = typer.Option("quick", "--preset", help="task preset the fine-tuning methods start from"),
+    overrides: list[str] = SET_OPT,
+    out: Path = typer.Option(..., "--out", help="results folder (rerunning continues it)"),
+):
+    """Run methods under one reward-call budget; write results.json/csv, table.md and plots."""
+    from vidd.bench import BenchPlan, method_kind, run_bench
+    from vidd.tasks import Task
+
+    with user_errors():
+        names = [m.strip() for m in methods.split(",") if m.strip()]
+        for m in names:
+            method_kind(m)
+        if budget < 1 or seeds < 1 or samples < 1:
+            fail("--budget, --seeds and --samples must be >= 1")
+        plan = BenchPlan(task, names, budget, seeds, samples, preset, cfg.parse_overrides(overrides))
+        Task.get(task).preset(preset)
+        run_bench(plan, out, log=typer.echo)
+    typer.echo((out / "table.md").read_text())
+
+
 def _config_classes() -> dict:
     from vidd.diffusion.pretrain import PretrainConfig
     from vidd.finetune import FinetuneConfig

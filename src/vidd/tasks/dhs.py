@@ -25,9 +25,19 @@ PRESETS = {
     # learning rate, and the mean-weight control variate (without it the score noise of so few
     # states swamps the signal; see docs/methods/vidd.md)
     "quick": {
-        "method": "vidd", "iterations": 40, "steps": 32, "batch_size": 16, "accumulation": 1, "lr": 1e-3,
+        "method": "vidd", "iterations": 30, "steps": 32, "batch_size": 16, "accumulation": 1, "lr": 1e-3,
         "eval_every": 10, "eval_samples": 64, "likelihood_samples": 4, "checkpoint_every": 10,
         "vidd": {"timesteps": 8, "update_interval": 5, "alpha": 1.0, "baseline": "mean", "rollin": {"beta": 1.0}},
+    },
+    # `vidd bench` at CPU scale: the quick preset's shapes for every method (the budget, not
+    # `iterations`, ends each run), 8 random states per trajectory wherever a method takes states
+    "bench": {
+        "iterations": 100000, "steps": 32, "batch_size": 16, "accumulation": 1, "lr": 1e-3,
+        "eval_every": 10, "eval_samples": 32, "likelihood_samples": 2, "checkpoint_every": 10,
+        "vidd": {"timesteps": 8, "update_interval": 5, "baseline": "mean"},
+        "standard": {"timesteps": 8, "baseline": "mean"},
+        "ddpo": {"timesteps": 8}, "ddpo_x0": {"timesteps": 8}, "ddpp": {"timesteps": 8},
+        "drakes": {"truncate_steps": 16},
     },
     # the authors' DNA script: 128 steps, 4 x 32 trajectories per update, lr 1e-4, K = 5, beta = 1, alpha = 1
     "paper": {

@@ -1,0 +1,200 @@
+"""Equal-budget benchmark: every method gets the same number of training-reward calls.
+
+Fine-tuning methods stop when their counted reward calls reach the budget; inference-time methods
+spend theirs while sampling (Best-of-N: N = budget / samples candidates per output; SVDD:
+M = budget / (samples x steps) candidates per step); `pretrained` spends none. Every final model
+is evaluated by the task on the same number of samples with the held-out evaluation oracle.
+Each (method, seed) lives in its own folder: finished ones are skipped on a rerun, interrupted
+fine-tuning runs resume, and a failure is recorded in the results instead of stopping the rest.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vidd import config as cfg
+from vidd.atomic import atomic_open
+from vidd.finetune import FinetuneConfig, Trainer
+from vidd.finetune.objectives import Method
+from vidd.guidance import Guidance
+from vidd.rewards.counted import CountedReward
+from vidd.tasks import Task
+
+METRIC_ORDER = ("pred_activity_median", "hepg2_acc", "kmer3_corr", "jaspar_corr", "log_likelihood_median",
+                "diversity", "uniqueness")
+
+
+@dataclass
+class BenchPlan:
+    task: str
+    methods: list[str]
+    budget: int
+    seeds: int
+    samples: int
+    preset: str
+    overrides: dict
+
+
+def method_kind(name: str) -> str:
+    if name == "pretrained":
+        return "pretrained"
+    if name in Guidance.registry:
+        return "guidance"
+    Method.lookup(name)  # raises a ConfigError naming the known methods
+    return "finetune"
+
+
+def _run_finetune(plan: BenchPlan, task: Task, method: str, seed: int, folder: Path) -> tuple[list[str], dict]:
+    layers = [task.preset(plan.preset), {"method": method, "seed": seed, "iterations": 100_000,
+                                         "final_samples": plan.samples, "reward": {"budget": plan.budget}},
+              plan.overrides]
+    config = cfg.build(FinetuneConfig, *layers)
+    trainer = Trainer(config, task.pretrained_model(), task.training_reward(), task.evaluation_reward, folder,
+                      log=lambda *a: None)
+    resume = (folder / "checkpoints" / "last.pt").is_file()
+    if not resume and folder.exists():  # started but never checkpointed: start again
+        for p in sorted(folder.rglob("*"), reverse=True):
+            p.unlink() if p.is_file() else p.rmdir()
+    result = trainer.run(resume=resume)
+    seqs = task.read_samples(folder / "samples" / "final.fasta")
+    return seqs, {"reward_calls": result.reward_calls, "iterations": len(result.metrics)}
+
+
+def _run_sampler(plan: BenchPlan, task: Task, method: str, seed: int) -> tuple[list[str], dict]:
+    model = task.pretrained_model().eval()
+    reward = CountedReward(task.training_reward())
+    gen = torch.Generator().manual_seed(seed)
+    steps = cfg.build(FinetuneConfig, task.preset(plan.preset), plan.overrides).steps
+    if method == "pretrained":
+        tokens = model.sample(plan.samples, steps, gen, batch_size=256)
+    else:
+        cls = Guidance.lookup(method)
+        per_output = plan.budget // plan.samples if method == "best-of-n" else plan.budget // (plan.samples * steps)
+        guide = cls(cfg.build(cls.Config, {"n_candidates": max(1, per_output)}))
+        tokens = guide.generate(model, reward, plan.samples, steps, gen)
+    return model.alphabet.decode(tokens.cpu()), {"reward_calls": reward.calls}
+
+
+def run_bench(plan: BenchPlan, out: Path, log=print) -> list[dict]:
+    task = Task.get(plan.task)
+    kinds = {m: method_kind(m) for m in plan.methods}
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_open(out / "plan.json") as f:
+        json.dump(plan.__dict__, f, indent=2)
+    rows = []
+    for method in plan.methods:
+        for seed in range(plan.seeds):
+            folder = out / "runs" / method / f"seed{seed}"
+            done = folder / "result.json"
+            if done.is_file():
+                rows.append(json.loads(done.read_text()))
+                log(f"{method} seed {seed}: done before, skipped")
+                continue
+            log(f"{method} seed {seed}: running")
+            start = time.perf_counter()
+            row = {"method": method, "seed": seed}
+            try:
+                if kinds[method] == "finetune":
+                    seqs, info = _run_finetune(plan, task, method, seed, folder)
+                else:
+                    seqs, info = _run_sampler(plan, task, method, seed)
+                    task.write_samples(folder / "samples.fasta", seqs)
+                row.update(task.evaluate(seqs), **info, status="ok")
+            except Exception as e:  # a failed method is reported, not lost
+                row.update(status="failed", error=f"{type(e).__name__}: {e}",
+                           traceback=traceback.format_exc(limit=5))
+                log(f"{method} seed {seed}: FAILED {type(e).__name__}: {e}")
+            row["wall_seconds"] = time.perf_counter() - start
+            folder.mkdir(parents=True, exist_ok=True)
+            with atomic_open(done) as f:
+                json.dump(row, f, indent=2)
+            rows.append(row)
+    write_outputs(rows, out, plan)
+    return rows
+
+
+def summarise(rows: list[dict], key: str) -> tuple[float, float, float] | None:
+    vals = [r[key] for r in rows if r.get("status") == "ok" and r.get(key) is not None]
+    return (float(np.median(vals)), float(np.min(vals)), float(np.max(vals))) if vals else None
+
+
+def markdown_table(rows: list[dict], plan: BenchPlan) -> str:
+    keys = [k for k in METRIC_ORDER if any(k in r for r in rows)] + ["reward_calls", "wall_seconds"]
+    lines = [f"Task `{plan.task}`, budget {plan.budget} training-reward calls, {plan.seeds} seed(s), "
+             f"{plan.samples} samples per model. Cells: median across seeds [min, max].", "",
+             "| method | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for method in plan.methods:
+        mine = [r for r in rows if r["method"] == method]
+        failed = [r for r in mine if r.get("status") != "ok"]
+        cells = []
+        for k in keys:
+            s = summarise(mine, k)
+            cells.append("-" if s is None else (f"{s[0]:.3g}" if s[1] == s[2] else f"{s[0]:.3g} [{s[1]:.3g}, {s[2]:.3g}]"))
+        note = f" (failed {len(failed)}/{len(mine)}: {failed[0]['error'][:60]})" if failed else ""
+        lines.append(f"| {method}{note} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(rows: list[dict], out: Path, plan: BenchPlan) -> None:
+    with atomic_open(out / "results.json") as f:
+        json.dump([{k: v for k, v in r.items() if k != "traceback"} for r in rows], f, indent=2)
+    keys = list(dict.fromkeys(k for r in rows for k in r if k != "traceback"))
+    with atomic_open(out / "results.csv") as f:
+        writer = csv.DictWriter(f, keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    with atomic_open(out / "table.md") as f:
+        f.write(markdown_table(rows, plan))
+    plot(rows, out, plan)
+
+
+def plot(rows: list[dict], out: Path, plan: BenchPlan) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method in plan.methods:
+        for seed in range(plan.seeds):
+            path = out / "runs" / method / f"seed{seed}" / "metrics.jsonl"
+            if not path.is_file():
+                continue
+            pts = [(r["reward_calls"], r["eval_reward_median"]) for r in map(json.loads, path.read_text().splitlines())
+                   if r.get("eval_reward_median") is not None]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", ms=3, label=method if seed == 0 else None,
+                        color=f"C{plan.methods.index(method)}")
+    ax.set_xlabel("training-reward calls")
+    ax.set_ylabel("held-out oracle reward (median)")
+    ax.set_title("sample efficiency")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "sample_efficiency.png", dpi=120)
+    plt.close(fig)
+
+    ok = [r for r in rows if r.get("status") == "ok"]
+    x_key = "pred_activity_median" if any("pred_activity_median" in r for r in ok) else None
+    if not ok or x_key is None:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, y_key in zip(axes, ("diversity", "kmer3_corr")):
+        for method in plan.methods:
+            pts = [(r[x_key], r[y_key]) for r in ok if r["method"] == method and y_key in r]
+            if pts:
+                ax.scatter(*zip(*pts), label=method, color=f"C{plan.methods.index(method)}")
+        ax.set_xlabel(x_key)
+        ax.set_ylabel(y_key)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("reward against naturalness")
+    fig.tight_layout()
+    fig.savefig(out / "tradeoff.png", dpi=120)
+    plt.close(fig)
