@@ -21,7 +21,8 @@ ASSETS = {
                 "log-linear schedule, no time conditioning; EMA 0.999 weights at the best validation ELBO)",
         "commands": [
             PRETRAIN + " --set epochs=6   # stopped after the step-500 checkpoint (CPU contention)",
-            PRETRAIN + " --set epochs=5 --set threads=1 --resume   # continued to the end",
+            PRETRAIN + " --set epochs=5 --set threads=1 --resume   # continued; stopped after the step-2000 checkpoint",
+            PRETRAIN + " --set epochs=5 --set threads=2 --resume   # continued to the end (step 3065)",
             "cp runs/pretrain-dhs/model.pt assets/dhs-hepg2/pretrained.pt",
         ],
         "quality": "assets/dhs-hepg2/pretrained-report.json",
