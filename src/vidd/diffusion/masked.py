@@ -41,9 +41,17 @@ class Trajectory:
         return self.states[-1]
 
 
+def uniform(shape, generator: torch.Generator | None, device, dtype=torch.float32) -> torch.Tensor:
+    """U(0, 1) draws from `generator` (on its own device, e.g. a CPU generator for a CUDA model, so a
+    seed means the same numbers everywhere), moved to `device`."""
+    if generator is None:
+        return torch.rand(shape, dtype=dtype, device=device)
+    return torch.rand(shape, generator=generator, dtype=dtype, device=generator.device).to(device)
+
+
 def gumbel_argmax(log_probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Sample from categorical(log_probs) along the last axis (Gumbel-max in float64)."""
-    u = torch.rand(log_probs.shape, generator=generator, dtype=torch.float64, device=log_probs.device)
+    u = uniform(log_probs.shape, generator, log_probs.device, torch.float64)
     gumbel = -torch.log(-torch.log(u.clamp_min(1e-300)))
     return (log_probs.double() + gumbel).argmax(-1)
 
@@ -94,7 +102,7 @@ class MaskedDiffusion(nn.Module):
         mask_prob = torch.as_tensor(mask_prob, device=x0.device, dtype=torch.float32)
         if mask_prob.dim() == 1:
             mask_prob = mask_prob[:, None]
-        u = torch.rand(x0.shape, generator=generator, device=x0.device)
+        u = uniform(x0.shape, generator, x0.device)
         return torch.where(u < mask_prob, torch.full_like(x0, self.mask_index), x0)
 
     def grid(self, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,7 +123,7 @@ class MaskedDiffusion(nn.Module):
     def step(self, x_t, log_x0, m_t, m_s, generator=None) -> torch.Tensor:
         """One reverse transition x_t -> x_s given log p(x_0 | x_t); m_t, m_s scalars or (B,)."""
         reveal = (self._per_row(m_t, x_t) - self._per_row(m_s, x_t)) / self._per_row(m_t, x_t)
-        u = torch.rand(x_t.shape, generator=generator, device=x_t.device, dtype=torch.float64)
+        u = uniform(x_t.shape, generator, x_t.device, torch.float64)
         letters = gumbel_argmax(log_x0, generator)
         return torch.where((x_t == self.mask_index) & (u < reveal), letters, x_t)
 
@@ -186,7 +194,7 @@ class MaskedDiffusion(nn.Module):
         t is drawn with a stratified (low-discrepancy) sampler over [t_min, 1].
         """
         b = x0.shape[0]
-        offset = torch.rand((), generator=generator, device=x0.device)
+        offset = uniform((), generator, x0.device)
         u = (offset + torch.arange(b, device=x0.device) / b) % 1.0
         t = t_min + (1 - t_min) * u
         x_t = self.noise(x0, self.schedule.move_chance(t), generator)
