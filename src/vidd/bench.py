@@ -77,8 +77,12 @@ def _run_sampler(plan: BenchPlan, task: Task, method: str, seed: int) -> tuple[l
         tokens = model.sample(plan.samples, steps, gen, batch_size=256)
     else:
         cls = Guidance.lookup(method)
-        per_output = plan.budget // plan.samples if method == "best-of-n" else plan.budget // (plan.samples * steps)
-        guide = cls(cfg.build(cls.Config, {"n_candidates": max(1, per_output)}))
+        per_call = cls.calls_per_candidate(plan.samples, steps)
+        per_output = plan.budget // per_call
+        if per_output < 1:
+            raise ValueError(f"a budget of {plan.budget} calls is too small for {method}: one candidate per "
+                             f"output already costs {per_call} calls ({plan.samples} samples, {steps} steps)")
+        guide = cls(cfg.build(cls.Config, {"n_candidates": per_output}))
         tokens = guide.generate(model, reward, plan.samples, steps, gen)
     return model.alphabet.decode(tokens.cpu()), {"reward_calls": reward.calls}
 

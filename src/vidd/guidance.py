@@ -47,6 +47,11 @@ class Guidance:
                  generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError
 
+    @staticmethod
+    def calls_per_candidate(n: int, steps: int) -> int:
+        """Reward calls (at most) that one candidate per output costs: plans equal budgets."""
+        raise NotImplementedError
+
 
 def _score(model: MaskedDiffusion, reward: CountedReward, tokens: torch.Tensor) -> np.ndarray:
     return reward(model.alphabet.decode(tokens.cpu()))
@@ -66,6 +71,11 @@ class BestOfN(Guidance):
     """For each output draw N samples from the model and keep the one with the highest training reward."""
 
     name = "best-of-n"
+
+    @staticmethod
+    def calls_per_candidate(n, steps):
+        return n
+
     Config = BestOfNConfig
 
     @torch.no_grad()
@@ -96,6 +106,11 @@ class SVDD(Guidance):
     """SVDD-PM: at each step keep the candidate x_s whose argmax completion scores highest."""
 
     name = "svdd"
+
+    @staticmethod
+    def calls_per_candidate(n, steps):
+        return n * steps  # every step scores each candidate's x0_hat
+
     Config = SVDDConfig
 
     @torch.no_grad()

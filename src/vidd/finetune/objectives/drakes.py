@@ -97,7 +97,7 @@ class DRAKES(Method):
         log_x0 = model.denoise_soft(x, torch.tensor(t, dtype=torch.float32, device=x.device))
         stay = math.log(m_s / m_t) if m_s > 0 else float("-inf")
         logits = torch.cat([log_x0 + math.log((m_t - m_s) / m_t), torch.full_like(log_x0[..., :1], stay)], -1)
-        z = logits + gumbel
+        z = logits + gumbel.to(logits.device)
         hard = F.one_hot(z.argmax(-1), z.shape[-1]).to(z.dtype)
         soft = torch.softmax(z / self.config.temperature, dim=-1)
         sample = hard + soft - soft.detach()  # forward: exactly `hard`
