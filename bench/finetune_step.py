@@ -44,9 +44,10 @@ class ForwardCounter:
 
 
 def unit_costs(model, reward, batch: int, repeats: int = 5) -> dict:
-    x = torch.randint(0, model.alphabet.size, (batch, model.length))
+    clean = torch.randint(0, model.alphabet.size, (batch, model.length))
+    x = torch.where(torch.rand(clean.shape) < 0.5, model.mask_index, clean)  # half masked, like mid-chain states
     t = torch.full((batch,), 0.5)
-    seqs = model.alphabet.decode(x)
+    seqs = model.alphabet.decode(clean)
 
     def median_time(fn):
         fn()
@@ -97,7 +98,7 @@ def main():
         rows.append({"total": time.perf_counter() - start, **{p: ctx.seconds.get(p, 0.0) for p in PHASES},
                      "forward_seqs": counter.no_grad, "grad_seqs": counter.grad,
                      "reward_calls": ctx.reward.calls - calls_before})
-    units = unit_costs(ctx.pretrained, ctx.reward.reward, batch=min(256, config.loss_chunk))
+    units = unit_costs(ctx.student, ctx.reward.reward, batch=min(256, config.loss_chunk))
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     floor = {
         "denoiser forwards": med["forward_seqs"] * units["forward"],

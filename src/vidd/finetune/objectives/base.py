@@ -98,6 +98,38 @@ def effective_sample_size(weights: np.ndarray) -> float:
     return float(w.sum() ** 2 / max(len(w) * (w ** 2).sum(), 1e-300))
 
 
+class RollInMethod(Method):
+    """A method whose training states come from a `RollIn` (config field `rollin`); the roll-in's
+    replay buffer is part of the checkpoint, and `update_interval`, if the config has one, drives
+    the lazy update of the roll-out model."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        from vidd.finetune.rollin import RollIn
+
+        self.rollin = RollIn(config.rollin)
+
+    def end_of_iteration(self, ctx: Context) -> None:
+        interval = getattr(self.config, "update_interval", 0)
+        if interval:
+            lazy_update(ctx, interval)
+
+    def state_dict(self) -> dict:
+        return {"rollin": self.rollin.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rollin.load_state_dict(state["rollin"])
+
+
+def masked_states(ctx: Context, traj, per_trajectory: int):
+    """Training states of roll-in trajectories that still have a masked position:
+    (trajectory index b, step index k, states x_t, denoiser times t)."""
+    b, k = select_timesteps(ctx, traj.states.shape[1], traj.steps, per_trajectory)
+    x_t = traj.states[k, b]
+    keep = (x_t == ctx.student.mask_index).any(-1)
+    return b[keep], k[keep], x_t[keep], traj.times[k[keep]].float()
+
+
 def select_timesteps(ctx: Context, batch: int, steps: int, per_trajectory: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(trajectory index, step index) pairs: all T steps, or `per_trajectory` random ones per trajectory."""
     if per_trajectory <= 0 or per_trajectory >= steps:

@@ -26,8 +26,8 @@ import torch
 
 from vidd.config import ConfigError, option
 from vidd.finetune.context import Context
-from vidd.finetune.objectives.base import Batch, Method, select_timesteps
-from vidd.finetune.rollin import RollIn, RollInConfig
+from vidd.finetune.objectives.base import Batch, RollInMethod, masked_states
+from vidd.finetune.rollin import RollInConfig
 from vidd.finetune.value import ValueConfig, ValueEstimator
 
 
@@ -48,7 +48,7 @@ class DDPPConfig:
             raise ConfigError(f"alpha: must be > 0, got {self.alpha}")
 
 
-class DDPP(Method):
+class DDPP(RollInMethod):
     """Squared-error posterior prediction of the reward-tilted x_0 | x_t log-likelihood (pretrained anchor)."""
 
     name = "ddpp"
@@ -56,7 +56,6 @@ class DDPP(Method):
 
     def __init__(self, config: DDPPConfig):
         super().__init__(config)
-        self.rollin = RollIn(config.rollin)
         self.value = ValueEstimator(ValueConfig(denoiser="pretrained", batch_size=config.value_batch_size),
                                     config.alpha)
 
@@ -68,10 +67,8 @@ class DDPP(Method):
     def collect(self, ctx: Context, n: int) -> Batch:
         cfg = self.config
         traj = self.rollin.sample(ctx, n)
-        b, k = select_timesteps(ctx, n, traj.steps, cfg.timesteps)
-        x_t, x0 = traj.states[k, b], traj.final[b]
-        keep = (x_t == ctx.student.mask_index).any(-1)
-        b, x_t, x0, t = b[keep], x_t[keep], x0[keep], traj.times[k[keep]].float()
+        b, _, x_t, t = masked_states(ctx, traj, cfg.timesteps)
+        x0 = traj.final[b]
         r0 = ctx.rewards(traj.final)[b.numpy()]
         v_t = self.value(ctx, x_t, t)
         bs = self.value.config.batch_size
@@ -86,8 +83,3 @@ class DDPP(Method):
     def example_loss(self, ctx: Context, ex: dict[str, torch.Tensor]) -> torch.Tensor:
         return (self.log_likelihood(ctx.student, ex["x_t"], ex["x0"], ex["t"]) - ex["anchor"]) ** 2
 
-    def state_dict(self) -> dict:
-        return {"rollin": self.rollin.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.rollin.load_state_dict(state["rollin"])

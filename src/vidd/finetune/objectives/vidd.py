@@ -11,9 +11,9 @@ import torch
 from vidd.config import ConfigError, option
 from vidd.finetune.context import Context
 from vidd.finetune.objectives.base import (
-    Batch, Method, effective_sample_size, importance_weights, lazy_update, select_timesteps,
+    Batch, RollInMethod, effective_sample_size, importance_weights, masked_states,
 )
-from vidd.finetune.rollin import RollIn, RollInConfig
+from vidd.finetune.rollin import RollInConfig
 from vidd.finetune.value import ValueConfig, ValueEstimator
 
 LOG_1E6 = float(np.log(1e6))
@@ -41,7 +41,7 @@ class VIDDConfig:
             raise ConfigError(f"update_interval: must be >= 1, got {self.update_interval}")
 
 
-class VIDD(Method):
+class VIDD(RollInMethod):
     """Value-weighted forward-KL distillation of the soft-optimal one-step policy (Algorithm 1).
 
     For roll-in states x_t: x_s ~ p^out(. | x_t) one step; weight w = exp((v(x_s) - v(x_t)) / alpha);
@@ -53,7 +53,6 @@ class VIDD(Method):
 
     def __init__(self, config: VIDDConfig):
         super().__init__(config)
-        self.rollin = RollIn(config.rollin)
         self.value = ValueEstimator(config.value, config.alpha)
 
     def teacher(self, ctx: Context):
@@ -64,11 +63,8 @@ class VIDD(Method):
     def collect(self, ctx: Context, n: int) -> Batch:
         cfg = self.config
         traj = self.rollin.sample(ctx, n)
-        b, k = select_timesteps(ctx, n, traj.steps, cfg.timesteps)
-        x_t = traj.states[k, b]
-        keep = (x_t == ctx.student.mask_index).any(-1)
-        b, k, x_t = b[keep], k[keep], x_t[keep]
-        t_t, t_s = traj.times[k].float(), traj.times[k + 1].float()
+        b, k, x_t, t_t = masked_states(ctx, traj, cfg.timesteps)
+        t_s = traj.times[k + 1].float()
         teacher = self.teacher(ctx)
         with ctx.timed("rollout"):
             x_s = torch.cat([
@@ -99,15 +95,6 @@ class VIDD(Method):
         log_x0 = ctx.student.denoise(ex["x_t"], ex["t"])
         return -ex["weight"] * ctx.student.revealed_log_prob(ex["x_t"], ex["x_s"], log_x0)
 
-    def end_of_iteration(self, ctx: Context) -> None:
-        lazy_update(ctx, self.config.update_interval)
-
-    def state_dict(self) -> dict:
-        return {"rollin": self.rollin.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.rollin.load_state_dict(state["rollin"])
-
 
 @dataclass
 class VIDDx0Config:
@@ -125,7 +112,7 @@ class VIDDx0Config:
             raise ConfigError("alpha, clamp: alpha must be > 0 and clamp >= 1")
 
 
-class VIDDx0(Method):
+class VIDDx0(RollInMethod):
     """The authors' protein variant ("RW_MLE"): distil the x_0 predictor toward the roll-in's own
     final sample, weighted by the clamped (and batch-standardised) ratio exp((r(x_0) - v(x_t)) / alpha).
 
@@ -137,17 +124,14 @@ class VIDDx0(Method):
 
     def __init__(self, config: VIDDx0Config):
         super().__init__(config)
-        self.rollin = RollIn(config.rollin)
         self.value = ValueEstimator(config.value, config.alpha)
 
     @torch.no_grad()
     def collect(self, ctx: Context, n: int) -> Batch:
         cfg = self.config
         traj = self.rollin.sample(ctx, n)
-        b, k = select_timesteps(ctx, n, traj.steps, cfg.timesteps)
-        x_t, x0 = traj.states[k, b], traj.final[b]
-        keep = (x_t == ctx.student.mask_index).any(-1)
-        x_t, x0, t = x_t[keep], x0[keep], traj.times[k[keep]].float()
+        b, _, x_t, t = masked_states(ctx, traj, cfg.timesteps)
+        x0 = traj.final[b]
         r0 = ctx.rewards(x0)
         v_t = self.value(ctx, x_t, t)
         ratio = np.clip(np.exp(np.clip((r0 - v_t) / cfg.alpha, -50, 50)), 1 / cfg.clamp, cfg.clamp)
@@ -160,12 +144,3 @@ class VIDDx0(Method):
         log_x0 = ctx.student.denoise(ex["x_t"], ex["t"])
         lp = ctx.student.revealed_log_prob(ex["x_t"], ex["x0"], log_x0) / ex["x_t"].shape[1]
         return -ex["weight"] * lp
-
-    def end_of_iteration(self, ctx: Context) -> None:
-        lazy_update(ctx, self.config.update_interval)
-
-    def state_dict(self) -> dict:
-        return {"rollin": self.rollin.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.rollin.load_state_dict(state["rollin"])
