@@ -166,7 +166,7 @@ class Trainer:
         with ctx.timed("backward"):
             for batch in batches:
                 for i in range(0, batch.size, cfg.loss_chunk):
-                    chunk = {k: v[i:i + cfg.loss_chunk] for k, v in batch.examples.items()}
+                    chunk = {k: v[i:i + cfg.loss_chunk].to(cfg.device) for k, v in batch.examples.items()}
                     loss = self.method.example_loss(ctx, chunk).sum() / total
                     loss.backward()
                     loss_sum += loss.item()
