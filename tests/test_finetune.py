@@ -213,3 +213,16 @@ def test_config_errors_name_the_field():
 def test_method_options_run(over):
     result = finetune(toy_model(), g_reward, small_config(**over), log=lambda *a: None)
     assert len(result.metrics) == 4 and np.isfinite(result.metrics[-1]["loss"])
+
+
+def test_nan_rewards_follow_the_declared_policy(tmp_path):
+    def flaky(seqs):
+        return [np.nan if s.startswith("A") else float(s.count("G")) for s in seqs]
+
+    result = finetune(toy_model(), flaky, small_config(reward={"on_failure": "penalty", "penalty": -3.0}),
+                      log=lambda *a: None)
+    assert result.metrics[-1]["reward_failures"] > 0 and np.isfinite(result.metrics[-1]["loss"])
+    run = tmp_path / "strict"
+    with pytest.raises(RewardFailure, match="non-finite"):
+        finetune(toy_model(), flaky, small_config(), out=run, log=lambda *a: None)
+    assert not (run / "checkpoints" / "student.pt").exists()  # nothing half-finished is presented as done
