@@ -148,3 +148,10 @@ def test_bench_equal_budget_and_failure_reporting(tmp_path):
 def test_bench_rejects_unknown_method(tmp_path):
     r = invoke("bench", ToyGC.name, "--methods", "vidd,nope", "--budget", "10", "--out", tmp_path / "b")
     assert r.exit_code == 2 and "unknown method 'nope'" in r.output
+
+
+def test_sample_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
+    bogus = tmp_path / "model.pt"
+    bogus.write_text("not a checkpoint")
+    r = invoke("sample", ToyGC.name, "--checkpoint", bogus, "--out", tmp_path / "s.fasta")
+    assert r.exit_code == 2 and "not a readable torch checkpoint" in r.output

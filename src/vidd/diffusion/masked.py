@@ -18,10 +18,15 @@ from torch import nn
 
 from vidd.alphabets import Alphabet
 from vidd.atomic import atomic_open
+from vidd.errors import UserError
 from vidd.diffusion.backbones import Backbone
 from vidd.diffusion.schedule import LogLinearSchedule, NoiseSchedule
 
 CHECKPOINT_FORMAT = "vidd-masked-diffusion-1"
+
+
+class CheckpointError(UserError, ValueError):
+    """A file that is not a usable vidd model checkpoint."""
 
 
 @dataclass
@@ -253,7 +258,7 @@ class MaskedDiffusion(nn.Module):
     @classmethod
     def from_checkpoint(cls, payload: dict) -> MaskedDiffusion:
         if payload.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"not a vidd masked-diffusion checkpoint (format {payload.get('format')!r})")
+            raise CheckpointError(f"not a vidd masked-diffusion checkpoint (format {payload.get('format')!r})")
         model = cls(
             Backbone.from_spec(payload["backbone"]),
             Alphabet(**payload["alphabet"]),
@@ -272,9 +277,9 @@ class MaskedDiffusion(nn.Module):
         try:
             payload = torch.load(path, map_location=map_location, weights_only=False)
         except Exception as e:
-            raise ValueError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from e
+            raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from e
         if not isinstance(payload, dict):
-            raise ValueError(f"{path}: not a vidd masked-diffusion checkpoint (holds a {type(payload).__name__})")
+            raise CheckpointError(f"{path}: not a vidd masked-diffusion checkpoint (holds a {type(payload).__name__})")
         if "model" in payload and "format" not in payload:
             payload = payload["model"]  # a trainer checkpoint holding a model
         return cls.from_checkpoint(payload)
