@@ -1,0 +1,337 @@
+"""Run an expensive reward in batches on an executor: in-process (`serial`) or a process pool.
+
+`ParallelReward(factory, ExecutorConfig(...))` is a `Reward` like any other (wrap it in `CountedReward`
+for the cache, budget and failure policy). It splits each call's sequences into batches, runs them on
+an executor, retries a batch that raised or timed out, and returns the values in the input order.
+
+The reward is given as a picklable zero-argument *factory* (a module-level class or function, or a
+`functools.partial` of one): each worker builds its own reward from it once and keeps it (receptor
+maps, a loaded model...) in a module-level cache for every later batch.
+
+The scheduling (batches in flight, deadlines, retries, errors) lives once in `ParallelReward`, on top of
+`concurrent.futures`; a backend (`BatchExecutor`) only submits a batch, returning a `Future`, and
+abandons timed-out work. A Ray backend fits the same interface (`ObjectRef.future()` gives a Future,
+`ray.cancel(force=True)` abandons).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import multiprocessing
+import os
+import pickle
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from vidd.config import ConfigError, option
+from vidd.rewards.base import Reward, as_reward
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExecutorConfig:
+    kind: Literal["serial", "process"] = option(
+        "process", "where batches run: `serial` (in this process, same batching / retry / timeout logic; "
+                   "for tests and debugging) or `process` (a pool of worker processes)")
+    workers: int = option(0, "worker processes, i.e. batches in flight (0: os.cpu_count())")
+    batch_size: int = option(1, "sequences per task sent to a worker")
+    retries: int = option(1, "extra attempts for a batch that raised or timed out, before the call fails")
+    timeout: float = option(
+        0.0, "seconds a batch may run before it is abandoned and retried (0: no limit); on the first batch "
+             "of a worker this includes building the reward")
+    start_method: Literal["spawn", "forkserver", "fork"] = option(
+        "spawn", "how worker processes start; `fork` starts faster but is unsafe once the parent uses CUDA "
+                 "or threads")
+    on_batch_failure: Literal["raise", "nan"] = option(
+        "raise", "a batch that still fails after its retries: `raise` fails the whole call (CountedReward "
+                 "then applies reward.on_failure to every sequence of the call), `nan` logs the cause and "
+                 "returns NaN for that batch only (CountedReward's penalty then replaces just those values)")
+
+    def __post_init__(self):
+        for name, low in (("workers", 0), ("batch_size", 1), ("retries", 0), ("timeout", 0)):
+            value = getattr(self, name)
+            if value < low:
+                raise ConfigError(f"executor.{name}: must be >= {low}, got {value!r}")
+
+    @property
+    def n_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
+class BatchTimeout(TimeoutError):
+    """A batch ran past `ExecutorConfig.timeout`."""
+
+
+class RewardExecutorError(RuntimeError):
+    """A batch still failed after its retries; `__cause__` is the last failure (with the worker's traceback)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Worker side: module-level state, one reward per factory per process.
+
+_WORKER_FACTORIES: dict[str, bytes] = {}  # factory key -> pickled factory (installed by the pool initializer)
+_WORKER_REWARDS: dict[str, Reward] = {}  # factory key -> the reward this process built from it
+
+
+def _install_factory(key: str, blob: bytes) -> None:
+    _WORKER_FACTORIES[key] = blob
+
+
+def _worker_reward(key: str) -> Reward:
+    reward = _WORKER_REWARDS.get(key)
+    if reward is None:
+        reward = as_reward(pickle.loads(_WORKER_FACTORIES[key])())
+        _WORKER_REWARDS[key] = reward
+    return reward
+
+
+def _score_batch(key: str, seqs: list[str]) -> np.ndarray:
+    return _worker_reward(key)(seqs)
+
+
+# --------------------------------------------------------------------------------------------------
+# Backends: submit a batch -> Future; abandon timed-out work.
+
+class BatchExecutor(ABC):
+    """Where batches run. `ParallelReward` owns the scheduling; a backend only runs batches."""
+
+    capacity: int = 1  # batches in flight at once
+
+    @abstractmethod
+    def submit(self, seqs: list[str], timeout: float) -> Future:
+        """Start scoring one batch; the Future resolves to an array of len(seqs) values."""
+
+    @abstractmethod
+    def abandon(self, futures: list[Future]) -> list[Future]:
+        """Stop the work behind `futures` (timed out, or the call is being given up). Returns the other
+        in-flight futures that were lost with them (to be resubmitted, not counted as attempts)."""
+
+    def close(self) -> None:
+        pass
+
+
+class SerialExecutor(BatchExecutor):
+    """Runs each batch in this process when submitted. A batch cannot be interrupted here, so the timeout
+    is applied after the fact: a batch that took longer than `timeout` counts as timed out (its values
+    are dropped), as it would have been on a process pool."""
+
+    capacity = 1
+
+    def __init__(self, factory: Callable[[], Reward], reward: Reward | None = None):
+        self.factory = factory
+        self.reward = reward
+
+    def submit(self, seqs, timeout):
+        future: Future = Future()
+        start = time.monotonic()
+        try:
+            if self.reward is None:
+                self.reward = as_reward(self.factory())
+            values = self.reward(seqs)
+        except Exception as e:  # noqa: BLE001 - user code: the failure goes to the retry logic
+            future.set_exception(e)
+            return future
+        elapsed = time.monotonic() - start
+        if timeout > 0 and elapsed > timeout:
+            future.set_exception(BatchTimeout(f"batch of {len(seqs)} took {elapsed:.3g} s (timeout {timeout:g} s)"))
+        else:
+            future.set_result(values)
+        return future
+
+    def abandon(self, futures):
+        return []
+
+    def close(self):
+        self.reward = None
+
+
+class ProcessExecutor(BatchExecutor):
+    """A `concurrent.futures.ProcessPoolExecutor`, created on first use and kept across calls (so workers
+    keep their reward). A running task cannot be cancelled, so abandoning one kills the pool's workers;
+    the pool is recreated on the next submit."""
+
+    def __init__(self, key: str, blob: bytes, workers: int, start_method: str):
+        self.key, self.blob = key, blob
+        self.capacity = workers
+        self.start_method = start_method
+        self.pool: ProcessPoolExecutor | None = None
+        self.in_flight: set[Future] = set()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.capacity, mp_context=multiprocessing.get_context(self.start_method),
+                                   initializer=_install_factory, initargs=(self.key, self.blob))
+
+    def submit(self, seqs, timeout):
+        if self.pool is None:
+            self.pool = self._new_pool()
+        try:
+            future = self.pool.submit(_score_batch, self.key, seqs)
+        except BrokenProcessPool:  # a worker died (killed, segfault, out of memory): start afresh
+            self._kill()
+            self.pool = self._new_pool()
+            future = self.pool.submit(_score_batch, self.key, seqs)
+        self.in_flight.add(future)
+        future.add_done_callback(self.in_flight.discard)
+        return future
+
+    def abandon(self, futures):
+        given = set(futures)
+        lost = [f for f in list(self.in_flight) if f not in given and not f.done()]
+        self._kill()
+        return lost
+
+    def _kill(self) -> None:
+        pool, self.pool = self.pool, None
+        self.in_flight = set()
+        if pool is None:
+            return
+        if hasattr(pool, "terminate_workers"):  # Python >= 3.14
+            pool.terminate_workers()
+            return
+        processes = list((getattr(pool, "_processes", None) or {}).values())  # no public API before 3.14
+        for p in processes:
+            if p.is_alive():
+                p.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in processes:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+                p.join()
+
+    def close(self):
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+# --------------------------------------------------------------------------------------------------
+
+class ParallelReward(Reward):
+    """A reward scored in batches on an executor, built in each worker from a picklable `factory`.
+
+    `name`, `higher_is_better` and `cost_hint` are read from one reward built in this process from the
+    factory, unless `name` and `higher_is_better` are both given (then the factory is never called here,
+    e.g. to keep a large model out of the training process). `differentiable` is always False.
+    """
+
+    differentiable = False
+
+    def __init__(self, factory: Callable[[], Reward], config: ExecutorConfig | None = None, *,
+                 name: str | None = None, higher_is_better: bool | None = None, cost_hint: float | None = None):
+        if isinstance(factory, Reward) or not callable(factory):
+            raise TypeError("ParallelReward needs a zero-argument factory returning a reward (a class, a "
+                            "module-level function or a functools.partial of one), not "
+                            f"{type(factory).__name__} instance; e.g. ParallelReward(MyReward) or "
+                            "ParallelReward(functools.partial(MyReward, receptor='x.pdbqt'))")
+        self.factory = factory
+        self.config = config or ExecutorConfig()
+        probe = None
+        if name is None or higher_is_better is None:
+            probe = as_reward(factory())
+        self.name = name if name is not None else probe.name
+        self.higher_is_better = higher_is_better if higher_is_better is not None else probe.higher_is_better
+        self.cost_hint = float(cost_hint if cost_hint is not None else getattr(probe, "cost_hint", 0.0))
+        self.executor = self._make_executor(probe)
+
+    def _make_executor(self, probe: Reward | None) -> BatchExecutor:
+        cfg = self.config
+        if cfg.kind == "serial":
+            return SerialExecutor(self.factory, probe)
+        if cfg.kind == "process":
+            try:
+                blob = pickle.dumps(self.factory)
+            except Exception as e:
+                raise TypeError(
+                    f"reward {self.name!r}: the factory {self.factory!r} cannot be sent to worker processes "
+                    f"({e}); use a module-level class or function (or functools.partial of one), not a "
+                    "lambda or a local function, or executor kind 'serial'") from e
+            key = hashlib.sha256(blob).hexdigest()
+            return ProcessExecutor(key, blob, cfg.n_workers, cfg.start_method)
+        raise ConfigError(f"executor.kind: {cfg.kind!r} is not one of ['serial', 'process']")
+
+    # -- scoring -----------------------------------------------------------------------------------
+
+    def score(self, seqs: list[str]) -> np.ndarray:
+        cfg = self.config
+        batches = [seqs[i:i + cfg.batch_size] for i in range(0, len(seqs), cfg.batch_size)]
+        results: list[np.ndarray | None] = [None] * len(batches)
+        attempts = [0] * len(batches)
+        queue = deque(range(len(batches)))
+        running: dict[Future, tuple[int, float]] = {}  # future -> (batch index, deadline)
+
+        def failed(i: int, error: BaseException) -> None:
+            if attempts[i] <= cfg.retries:
+                log.warning("reward %r: batch of %d failed (attempt %d of %d): %r; retrying", self.name,
+                            len(batches[i]), attempts[i], cfg.retries + 1, error)
+                queue.append(i)
+                return
+            message = (f"reward {self.name!r}: a batch of {len(batches[i])} sequence(s) failed after "
+                       f"{attempts[i]} attempt(s) (first sequence {batches[i][0][:60]!r}): {error!r}")
+            if cfg.on_batch_failure == "raise":
+                raise RewardExecutorError(message) from error
+            log.error("%s; returning NaN for this batch", message)
+            results[i] = np.full(len(batches[i]), np.nan)
+
+        try:
+            while queue or running:
+                while queue and len(running) < self.executor.capacity:
+                    i = queue.popleft()
+                    attempts[i] += 1
+                    deadline = time.monotonic() + cfg.timeout if cfg.timeout > 0 else math.inf
+                    running[self.executor.submit(batches[i], cfg.timeout)] = (i, deadline)
+                next_deadline = min(d for _, d in running.values())
+                wait_s = None if next_deadline == math.inf else max(0.0, next_deadline - time.monotonic())
+                done, _ = wait(list(running), timeout=wait_s, return_when=FIRST_COMPLETED)
+                for future in done:
+                    i, _ = running.pop(future)
+                    try:
+                        values = np.asarray(future.result(), dtype=np.float64).reshape(-1)
+                        if values.shape[0] != len(batches[i]):
+                            raise ValueError(f"returned {values.shape[0]} values for {len(batches[i])} sequences")
+                    except Exception as e:  # noqa: BLE001 - user code, or a dead worker: retry
+                        failed(i, e)
+                    else:
+                        results[i] = values
+                now = time.monotonic()
+                late = [f for f, (_, deadline) in running.items() if deadline <= now]
+                if late:
+                    for f in self.executor.abandon(late):  # innocent batches lost with the pool: run again
+                        if f in running:
+                            i, _ = running.pop(f)
+                            attempts[i] -= 1
+                            queue.appendleft(i)
+                    for f in late:
+                        i, _ = running.pop(f)
+                        failed(i, BatchTimeout(f"batch of {len(batches[i])} did not finish within {cfg.timeout:g} s"))
+        except BaseException:  # a batch failed for good, or KeyboardInterrupt: stop the work still running
+            if running:
+                self.executor.abandon(list(running))
+            raise
+        return np.concatenate(results) if results else np.zeros(0)
+
+    # -- lifetime ----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Shut the workers down (a later call starts new ones)."""
+        self.executor.close()
+
+    def __enter__(self) -> ParallelReward:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ParallelReward({self.name!r}, kind={self.config.kind!r}, workers={self.config.n_workers})"
