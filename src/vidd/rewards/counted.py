@@ -66,12 +66,14 @@ class CountedReward:
             self.cache.update(zip(todo, values.tolist()))
         return np.array([self.cache[s] for s in seqs], dtype=np.float64)
 
-    def count(self, n: int) -> None:
-        """Count `n` training-reward evaluations made outside `__call__` (e.g. a differentiable reward scored
-        on relaxed one-hot samples by DRAKES): no cache, each one counts against the budget."""
-        if n < 0:
-            raise ValueError(f"count: n must be >= 0, got {n}")
-        self.calls += int(n)
+    def record(self, seqs: list[str], values) -> None:
+        """Count evaluations made outside `__call__` (e.g. a differentiable reward scored on relaxed
+        one-hot samples by DRAKES): every row counts against the budget, and the values enter the cache
+        so the same sequences are not paid for again."""
+        seqs = list(seqs)
+        self.calls += len(seqs)
+        if self.policy.cache:
+            self.cache.update(zip(seqs, np.asarray(values, dtype=np.float64).reshape(-1).tolist()))
 
     def monitor(self, seqs: list[str]) -> np.ndarray:
         """Score samples for monitoring only: counted apart (`monitor_calls`), not against the budget,

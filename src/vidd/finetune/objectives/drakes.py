@@ -140,7 +140,8 @@ class DRAKES(Method):
         reward = differentiable_reward(ctx)
         x, kl = self.relaxed_sample(ctx, ex)
         r = reward.score_onehot(x[..., : x.shape[-1] - 1])
-        ctx.reward.count(len(r))
+        hard = ctx.student.alphabet.decode(x.detach().argmax(-1).cpu())  # straight-through: x is one-hot
+        ctx.reward.record(hard, r.detach().double().cpu().numpy())
         return -r.float() + self.config.kl_weight * kl
 
     def relaxed_sample(self, ctx: Context, ex: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
