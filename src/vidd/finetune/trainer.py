@@ -123,7 +123,8 @@ class Trainer:
         if self.out:
             self._prepare_folder(resume)
         self.log("derived: " + ", ".join(f"{k} = {v}" for k, v in cfg.derived().items()))
-        bar = tqdm(total=cfg.iterations, initial=ctx.iteration, desc=f"finetune {cfg.method}", mininterval=1.0)
+        total = None if cfg.reward.budget else cfg.iterations  # a budget ends the run at an unknown iteration
+        bar = tqdm(total=total, initial=ctx.iteration, desc=f"finetune {cfg.method}", mininterval=1.0)
         while ctx.iteration < cfg.iterations and not ctx.reward.exhausted:
             start = time.perf_counter()
             ctx.seconds.clear()
