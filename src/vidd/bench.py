@@ -126,7 +126,7 @@ def run_bench(plan: BenchPlan, out: Path, log=print) -> list[dict]:
 
 
 def summarise(rows: list[dict], key: str) -> tuple[float, float, float] | None:
-    vals = [r[key] for r in rows if r.get("status") == "ok" and r.get(key) is not None]
+    vals = [r[key] for r in rows if r.get("status") == "ok" and r.get(key) is not None and np.isfinite(r[key])]
     return (float(np.median(vals)), float(np.min(vals)), float(np.max(vals))) if vals else None
 
 
