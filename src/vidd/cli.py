@@ -38,6 +38,15 @@ def user_errors():
         fail(str(e))
 
 
+def write_json(path: Path, obj) -> None:
+    import json
+
+    from vidd.atomic import atomic_open
+
+    with atomic_open(path) as f:
+        json.dump(obj, f, indent=2)
+
+
 def layers(config_file: Optional[Path], overrides: list[str]) -> list[dict]:
     return [cfg.load_yaml(config_file) if config_file else {}, cfg.parse_overrides(overrides)]
 
@@ -112,7 +121,6 @@ def oracle_report_cmd(
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the report as JSON here"),
 ):
     """Test AUROC and accuracy of two oracles and how much they agree."""
-    import json
 
     from rich.console import Console
     from rich.table import Table
@@ -145,8 +153,7 @@ def oracle_report_cmd(
     agree.add_row(f"both call p({t}) > 0.5", f"{ag[f'both_call_{t}']:.4f}")
     console.print(agree)
     if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(json_out, report)
         typer.echo(f"wrote {json_out}")
 
 
@@ -205,7 +212,6 @@ def evaluate(
     likelihood_samples: int = typer.Option(16, "--likelihood-samples", help="Monte Carlo steps of the pretrained model's ELBO per sequence (0: all 128 steps)"),
 ):
     """Evaluate samples with the task's held-out evaluation oracle and naturalness metrics."""
-    import json
 
     from rich.console import Console
     from rich.table import Table
@@ -223,8 +229,7 @@ def evaluate(
         table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
     Console().print(table)
     if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=2))
+        write_json(json_out, result)
 
 
 @app.command()
@@ -277,8 +282,7 @@ def model_report(
         report = t.model_report(_resolve_model(t, checkpoint).eval(), n_samples=samples)
     typer.echo(json.dumps(report, indent=2))
     if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2))
+        write_json(json_out, report)
 
 
 @app.command()

@@ -109,6 +109,13 @@ class RollInMethod(Method):
 
         self.rollin = RollIn(config.rollin)
 
+    def states_and_endpoints(self, ctx: Context, n: int, per_trajectory: int):
+        """Roll in n trajectories; return their masked training states x_t with times t, each state's
+        own clean endpoint x_0 and the training reward r(x_0), and the trajectories."""
+        traj = self.rollin.sample(ctx, n)
+        b, _, x_t, t = masked_states(ctx, traj, per_trajectory)
+        return x_t, t, traj.final[b], ctx.rewards(traj.final)[b.numpy()], traj
+
     def end_of_iteration(self, ctx: Context) -> None:
         interval = getattr(self.config, "update_interval", 0)
         if interval:

@@ -26,7 +26,7 @@ import torch
 
 from vidd.config import ConfigError, option
 from vidd.finetune.context import Context
-from vidd.finetune.objectives.base import Batch, RollInMethod, masked_states
+from vidd.finetune.objectives.base import Batch, RollInMethod
 from vidd.finetune.rollin import RollInConfig
 from vidd.finetune.value import ValueConfig, ValueEstimator
 
@@ -66,10 +66,7 @@ class DDPP(RollInMethod):
     @torch.no_grad()
     def collect(self, ctx: Context, n: int) -> Batch:
         cfg = self.config
-        traj = self.rollin.sample(ctx, n)
-        b, _, x_t, t = masked_states(ctx, traj, cfg.timesteps)
-        x0 = traj.final[b]
-        r0 = ctx.rewards(traj.final)[b.numpy()]
+        x_t, t, x0, r0, traj = self.states_and_endpoints(ctx, n, cfg.timesteps)
         v_t = self.value(ctx, x_t, t)
         bs = self.value.config.batch_size
         with ctx.timed("value"):

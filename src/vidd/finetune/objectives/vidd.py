@@ -129,10 +129,7 @@ class VIDDx0(RollInMethod):
     @torch.no_grad()
     def collect(self, ctx: Context, n: int) -> Batch:
         cfg = self.config
-        traj = self.rollin.sample(ctx, n)
-        b, _, x_t, t = masked_states(ctx, traj, cfg.timesteps)
-        x0 = traj.final[b]
-        r0 = ctx.rewards(x0)
+        x_t, t, x0, r0, traj = self.states_and_endpoints(ctx, n, cfg.timesteps)
         v_t = self.value(ctx, x_t, t)
         ratio = np.clip(np.exp(np.clip((r0 - v_t) / cfg.alpha, -50, 50)), 1 / cfg.clamp, cfg.clamp)
         weights = (ratio - ratio.mean()) / (ratio.std() + 1e-8) if cfg.normalize == "zscore" else ratio
