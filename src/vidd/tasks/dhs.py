@@ -82,6 +82,11 @@ class DHSHepG2(Task):
         return self._oracle("eval")
 
     @cached_property
+    def _likelihood_model(self) -> MaskedDiffusion:
+        """The pretrained model that scores naturalness, loaded once per task object."""
+        return self.pretrained_model().eval()
+
+    @cached_property
     def reference(self) -> list[str]:
         """Real HepG2-specific DHS sites of the test split (chr1): the naturalness reference."""
         return load_dhs()["test"].of_cell_type("HepG2")
@@ -102,7 +107,7 @@ class DHSHepG2(Task):
         for i, s in enumerate(seqs):
             self.alphabet.validate(s, self.length, where=f"sample {i + 1}")
         log_odds = self.evaluation_reward(seqs)  # p(HepG2) > 0.5 exactly when the log-odds are > 0
-        model = self.pretrained_model()
+        model = self._likelihood_model
         tokens = self.alphabet.encode(seqs, self.length)
         loglik = model.elbo(tokens, likelihood_steps, samples=likelihood_samples,
                             generator=torch.Generator().manual_seed(seed)).numpy()
