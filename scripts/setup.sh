@@ -11,4 +11,4 @@ PIP=".venv/bin/python -m pip"
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   $PIP install -q --disable-pip-version-check "${VIDD_TORCH_SPEC:-torch==2.13.0}"
 fi
-$PIP install -q --disable-pip-version-check -e ".[test]"
+$PIP install -q --disable-pip-version-check -e ".[test,chem]"

@@ -1,12 +1,22 @@
-"""Token vocabularies: letters plus one absorbing mask token (always the last index)."""
+"""Token vocabularies: tokens plus one absorbing mask token (always the last index).
+
+Most alphabets are single letters (DNA, protein): a sequence is a plain string. Others, such as
+SELFIES, have bracketed multi-character tokens ("[C]", "[=O]"); a sequence is then the
+concatenation of its tokens and is split back by brackets. An alphabet with a `pad` token holds
+variable-length sequences in a fixed number of positions: `encode` pads at the end, `decode`
+drops every pad token, so the model decides the length.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
 
 from vidd.errors import UserError
+
+_BRACKET_TOKEN = re.compile(r"\[[^\[\]]*\]|.")
 
 
 class SequenceError(UserError, ValueError):
@@ -16,47 +26,85 @@ class SequenceError(UserError, ValueError):
 @dataclass(frozen=True)
 class Alphabet:
     name: str
-    letters: str
+    letters: str | tuple[str, ...]  # a string of one-character tokens, or a tuple of tokens
+    pad: str | None = None  # padding token (one of the letters), stripped by `decode`
+
+    def __post_init__(self):
+        if not isinstance(self.letters, str):
+            object.__setattr__(self, "letters", tuple(self.letters))
+        if len(set(self.letters)) != len(self.letters):
+            raise ValueError(f"alphabet {self.name!r} repeats a token")
+        if self.pad is not None and self.pad not in self.letters:
+            raise ValueError(f"alphabet {self.name!r}: pad token {self.pad!r} is not one of its tokens")
 
     @property
     def size(self) -> int:
-        """Number of real letters (the mask token is excluded)."""
+        """Number of real tokens (the mask token is excluded)."""
         return len(self.letters)
 
     @property
     def mask_index(self) -> int:
         return len(self.letters)
 
+    @property
+    def single_characters(self) -> bool:
+        return all(len(t) == 1 for t in self.letters)
+
     def _index(self) -> dict[str, int]:
         return {c: i for i, c in enumerate(self.letters)}
 
-    def validate(self, seq: str, length: int | None = None, where: str = "sequence") -> None:
-        bad = sorted({c for c in seq if c not in self.letters})
+    def split(self, seq: str) -> list[str]:
+        """The tokens of a sequence string (characters, or bracketed tokens for e.g. SELFIES)."""
+        return list(seq) if self.single_characters else _BRACKET_TOKEN.findall(seq)
+
+    def join(self, tokens) -> str:
+        return "".join(t for t in tokens if t != self.pad)
+
+    def validate(self, seq: str, length: int | None = None, where: str = "sequence") -> list[str]:
+        """Check a sequence against the alphabet (and the length); returns its tokens."""
+        tokens = self.split(seq)
+        known = set(self.letters)
+        bad = sorted({t for t in tokens if t not in known})
         if bad:
-            pos = next(i for i, c in enumerate(seq) if c in bad)
+            pos = next(i for i, t in enumerate(tokens) if t in bad)
+            what = "character" if self.single_characters else "token"
+            shown = repr(self.letters) if self.single_characters else f"of {self.size} tokens"
             raise SequenceError(
-                f"{where}: character {seq[pos]!r} at position {pos + 1} is not in the "
-                f"{self.name} alphabet {self.letters!r} (bad characters: {''.join(bad)!r})"
+                f"{where}: {what} {tokens[pos]!r} at position {pos + 1} is not in the "
+                f"{self.name} alphabet {shown} (bad {what}s: {''.join(bad)!r})"
             )
-        if length is not None and len(seq) != length:
-            raise SequenceError(f"{where}: length {len(seq)}, expected {length}")
+        if length is not None:
+            if self.pad is None and len(tokens) != length:
+                raise SequenceError(f"{where}: length {len(tokens)}, expected {length}")
+            if len(tokens) > length:
+                raise SequenceError(f"{where}: {len(tokens)} tokens, more than the {length} the model holds")
+        return tokens
 
     def encode(self, seqs: list[str], length: int | None = None) -> torch.Tensor:
-        """Encode equal-length strings to a (N, L) long tensor, with clear errors on bad input."""
+        """Encode strings to a (N, L) long tensor (padded if the alphabet pads), with clear errors."""
         if not seqs:
             return torch.empty(0, length or 0, dtype=torch.long)
-        length = length if length is not None else len(seqs[0])
+        rows = [self.validate(s, length, where=f"sequence {i + 1}") for i, s in enumerate(seqs)]
+        if length is None:
+            length = max(map(len, rows)) if self.pad is not None else len(rows[0])
+            if self.pad is None:
+                for i, r in enumerate(rows):
+                    if len(r) != length:
+                        raise SequenceError(f"sequence {i + 1}: length {len(r)}, expected {length}")
         index = self._index()
-        for i, s in enumerate(seqs):
-            self.validate(s, length, where=f"sequence {i + 1}")
-        return torch.tensor([[index[c] for c in s] for s in seqs], dtype=torch.long)
+        pad = [self.pad] if self.pad is not None else []
+        return torch.tensor([[index[t] for t in r + pad * (length - len(r))] for r in rows], dtype=torch.long)
 
     def decode(self, tokens: torch.Tensor) -> list[str]:
-        """Decode a (N, L) tensor of letter indices; a mask token left in is an error."""
+        """Decode a (N, L) tensor of token indices; a mask token left in is an error."""
         if (tokens >= self.size).any():
             raise SequenceError("cannot decode: the tokens still contain masked positions")
         table = self.letters
-        return ["".join(table[i] for i in row) for row in tokens.tolist()]
+        return [self.join(table[i] for i in row) for row in tokens.tolist()]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "letters": self.letters if self.single_characters else list(self.letters),
+                "pad": self.pad}
 
 
 DNA = Alphabet("DNA", "ACGT")

@@ -28,10 +28,6 @@ from vidd.guidance import Guidance
 from vidd.rewards.counted import CountedReward
 from vidd.tasks import Task
 
-METRIC_ORDER = ("pred_activity_median", "hepg2_acc", "kmer3_corr", "jaspar_corr", "log_likelihood_median",
-                "diversity", "uniqueness")
-
-
 @dataclass
 class BenchPlan:
     task: str
@@ -58,13 +54,13 @@ def _run_finetune(plan: BenchPlan, task: Task, method: str, seed: int, folder: P
               plan.overrides]
     config = cfg.build(FinetuneConfig, *layers)
     trainer = Trainer(config, task.pretrained_model(), task.training_reward(), task.evaluation_reward, folder,
-                      log=lambda *a: None)
+                      log=lambda *a: None, samples=task)
     resume = (folder / "checkpoints" / "last.pt").is_file()
     if not resume and folder.exists():  # started but never checkpointed: start again
         for p in sorted(folder.rglob("*"), reverse=True):
             p.unlink() if p.is_file() else p.rmdir()
     result = trainer.run(resume=resume)
-    seqs = task.read_samples(folder / "samples" / "final.fasta")
+    seqs = task.read_samples(folder / "samples" / f"final{task.sample_suffix}")
     return seqs, {"reward_calls": result.reward_calls, "iterations": len(result.metrics)}
 
 
@@ -110,7 +106,7 @@ def run_bench(plan: BenchPlan, out: Path, log=print) -> list[dict]:
                     seqs, info = _run_finetune(plan, task, method, seed, folder)
                 else:
                     seqs, info = _run_sampler(plan, task, method, seed)
-                    task.write_samples(folder / "samples.fasta", seqs)
+                    task.write_samples(folder / f"samples{task.sample_suffix}", seqs)
                 row.update(task.evaluate(seqs), **info, status="ok")
             except Exception as e:  # a failed method is reported, not lost
                 row.update(status="failed", error=f"{type(e).__name__}: {e}",
@@ -131,7 +127,8 @@ def summarise(rows: list[dict], key: str) -> tuple[float, float, float] | None:
 
 
 def markdown_table(rows: list[dict], plan: BenchPlan) -> str:
-    keys = [k for k in METRIC_ORDER if any(k in r for r in rows)] + ["reward_calls", "wall_seconds"]
+    order = Task.get(plan.task).table_metrics
+    keys = [k for k in order if any(k in r for r in rows)] + ["reward_calls", "wall_seconds"]
     lines = [f"Task `{plan.task}`, budget {plan.budget} training-reward calls, {plan.seeds} seed(s), "
              f"{plan.samples} samples per model. Cells: median across seeds [min, max].", "",
              "| method | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
@@ -186,18 +183,19 @@ def plot(rows: list[dict], out: Path, plan: BenchPlan) -> None:
     plt.close(fig)
 
     ok = [r for r in rows if r.get("status") == "ok"]
-    x_key = "pred_activity_median" if any("pred_activity_median" in r for r in ok) else None
-    if not ok or x_key is None:
+    task = Task.get(plan.task)
+    x_key = task.table_metrics[0] if task.table_metrics else None
+    if not ok or x_key is None or not any(x_key in r for r in ok):
         return
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, y_key in zip(axes, ("diversity", "kmer3_corr")):
+    fig, axes = plt.subplots(1, len(task.tradeoff_metrics), figsize=(5 * len(task.tradeoff_metrics), 4), squeeze=False)
+    for ax, y_key in zip(axes[0], task.tradeoff_metrics):
         for method in plan.methods:
             pts = [(r[x_key], r[y_key]) for r in ok if r["method"] == method and y_key in r]
             if pts:
                 ax.scatter(*zip(*pts), label=method, color=f"C{plan.methods.index(method)}")
         ax.set_xlabel(x_key)
         ax.set_ylabel(y_key)
-    axes[0].legend(fontsize=7)
+    axes[0][0].legend(fontsize=7)
     fig.suptitle("reward against naturalness")
     fig.tight_layout()
     fig.savefig(out / "tradeoff.png", dpi=120)

@@ -73,7 +73,8 @@ def pretrain(
             from vidd.tasks import Task
 
             t = Task.get(task)
-            train, val, alpha = *t.pretrain_sequences(), t.alphabet
+            train, val = t.pretrain_sequences()
+            alpha, length = t.pretrain_alphabet(train), t.length
         else:
             from vidd import alphabets
             from vidd.seqio import read_sequences
@@ -87,7 +88,8 @@ def pretrain(
             else:
                 cut = max(1, len(train) // 20)
                 train, val = train[cut:], train[:cut]
-        run(config, alpha, train, val, out, resume=resume, log=typer.echo)
+            length = None
+        run(config, alpha, train, val, out, resume=resume, log=typer.echo, length=length)
     typer.echo(f"saved {out / 'model.pt'}")
 
 
@@ -258,7 +260,7 @@ def finetune(
             base = [t.preset(preset) if preset else {}]
         config = cfg.build(FinetuneConfig, *base, *layers(config_file, overrides))
         trainer = Trainer(config, t.pretrained_model(), t.training_reward(), t.evaluation_reward, out,
-                          final_evaluator=t.evaluate, log=typer.echo)
+                          final_evaluator=t.evaluate, log=typer.echo, samples=t)
         trainer.run(resume=resume is not None)
     typer.echo(f"run folder: {out}  (final metrics in {out / 'final_eval.json'})")
 

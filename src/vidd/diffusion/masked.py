@@ -245,7 +245,7 @@ class MaskedDiffusion(nn.Module):
     def spec(self) -> dict:
         return {
             "format": CHECKPOINT_FORMAT,
-            "alphabet": {"name": self.alphabet.name, "letters": self.alphabet.letters},
+            "alphabet": self.alphabet.to_dict(),
             "length": self.length,
             "backbone": self.backbone.spec(),
             "schedule": self.schedule.to_dict(),

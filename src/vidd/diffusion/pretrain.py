@@ -71,14 +71,18 @@ def _bits_per_token(model: MaskedDiffusion, seqs: torch.Tensor, generator) -> fl
 
 
 def pretrain(config: PretrainConfig, alphabet: Alphabet, train: list[str], valid: list[str],
-             out: str | Path, resume: bool = False, log=print) -> MaskedDiffusion:
-    """Train a masked diffusion model; writes out/model.pt (EMA weights), out/state.pt, out/log.jsonl."""
+             out: str | Path, resume: bool = False, log=print, length: int | None = None) -> MaskedDiffusion:
+    """Train a masked diffusion model; writes out/model.pt (EMA weights), out/state.pt, out/log.jsonl.
+
+    `length` is the model's number of positions: by default the training sequences' length, or
+    their longest for an alphabet with a padding token."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(config.threads)
-    length = len(train[0])
-    x_train, x_valid = alphabet.encode(train, length), alphabet.encode(valid, length)
+    x_train = alphabet.encode(train, length)
+    length = x_train.shape[1]
+    x_valid = alphabet.encode(valid, length)
     torch.manual_seed(config.seed)
     model = config.model.build(alphabet, length).to(config.device)
     ema = copy.deepcopy(model) if config.ema > 0 else model

@@ -19,14 +19,13 @@ from tqdm.auto import tqdm
 from vidd.atomic import atomic_open
 from vidd.config import ConfigError, option, to_dict
 from vidd.diffusion.masked import MaskedDiffusion, atomic_torch_save
-from vidd.eval.metrics import diversity
 from vidd.finetune.context import Context
 from vidd.finetune.objectives import (
     DDPOConfig, DDPOx0Config, DDPPConfig, DRAKESConfig, Method, StandardConfig, VIDDConfig, VIDDx0Config,
 )
 from vidd.rewards.base import Reward, as_reward
 from vidd.rewards.counted import CountedReward, RewardPolicy
-from vidd.seqio import write_fasta
+from vidd.samples import SampleFormat
 
 PHASES = ("rollin", "rollout", "value", "reward", "backward", "eval")
 
@@ -94,8 +93,10 @@ class FinetuneResult:
 class Trainer:
     def __init__(self, config: FinetuneConfig, pretrained: MaskedDiffusion, reward,
                  eval_reward: Reward | None = None, out: str | Path | None = None,
-                 final_evaluator: Callable[[list[str]], dict] | None = None, log=print):
+                 final_evaluator: Callable[[list[str]], dict] | None = None, log=print,
+                 samples: SampleFormat | None = None):
         self.config = config
+        self.samples = samples or SampleFormat()
         self.out = Path(out) if out else None
         self.log = log
         self.final_evaluator = final_evaluator
@@ -181,7 +182,7 @@ class Trainer:
             row[key] = float(np.mean(vals)) if vals else None
         finals = torch.cat([b.finals for b in batches])
         seqs = ctx.student.alphabet.decode(finals.cpu())
-        row["rollin_diversity"] = diversity(seqs)
+        row["rollin_diversity"] = self.samples.diversity(seqs)
         if cfg.log_rollin_reward:
             r = ctx.rewards(finals)
             row.update(reward_median=float(np.median(r)), reward_mean=float(r.mean()), reward_std=float(r.std()))
@@ -199,14 +200,17 @@ class Trainer:
             loglik = ctx.pretrained.elbo(traj.final, cfg.steps, samples=min(cfg.likelihood_samples, cfg.steps),
                                          generator=gen).numpy()
             train_r = ctx.reward.monitor(seqs)  # counted apart from the training budget
-            row = {"eval_train_reward_median": float(np.median(train_r)), "eval_diversity": diversity(seqs),
+            row = {"eval_train_reward_median": float(np.median(train_r)), "eval_diversity": self.samples.diversity(seqs),
                    "eval_uniqueness": len(set(seqs)) / len(seqs), "eval_loglik_median": float(np.median(loglik)),
                    "eval_kl_to_pretrained": kl}
             if self.eval_reward is not None:
                 row["eval_reward_median"] = float(np.median(self.eval_reward(seqs)))
             if self.out:
-                write_fasta(self.out / "samples" / f"iter_{ctx.iteration + 1:05d}.fasta", seqs)
+                self._write_samples(f"iter_{ctx.iteration + 1:05d}", seqs)
         return row
+
+    def _write_samples(self, stem: str, seqs: list[str]) -> None:
+        self.samples.write_samples(self.out / "samples" / f"{stem}{self.samples.sample_suffix}", seqs)
 
     def _kl_to_pretrained(self, traj) -> float:
         """Monte Carlo KL(p_theta || p_pre) of the whole chain: the sum over steps of the log-ratio of
@@ -222,7 +226,7 @@ class Trainer:
         gen = torch.Generator().manual_seed(self.config.seed + 7)
         n = self.config.final_samples
         seqs = self.ctx.student.alphabet.decode(self.ctx.student.sample(n, self.config.steps, gen).cpu())
-        write_fasta(self.out / "samples" / "final.fasta", seqs)
+        self._write_samples("final", seqs)
         report = dict(self.final_evaluator(seqs)) if self.final_evaluator else {}
         if not report and self.eval_reward is not None:
             report["eval_reward_median"] = float(np.median(self.eval_reward(seqs)))

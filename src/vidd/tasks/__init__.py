@@ -1,4 +1,4 @@
 from vidd.tasks.base import Task, assets_dir
-from vidd.tasks import dhs  # noqa: F401  (registers dhs-hepg2)
+from vidd.tasks import dhs, molecules  # noqa: F401  (registers the tasks)
 
 __all__ = ["Task", "assets_dir"]

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from vidd.alphabets import Alphabet
+from vidd.samples import SampleFormat
 
 
 def assets_dir() -> Path:
@@ -14,7 +15,7 @@ def assets_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[3] / "assets"
 
 
-class Task:
+class Task(SampleFormat):
     name: str = ""
     alphabet: Alphabet
     length: int
@@ -35,11 +36,18 @@ class Task:
 
     #: named FinetuneConfig layers, e.g. {"quick": {...}, "paper": {...}}
     presets: dict[str, dict] = {}
-    sample_suffix = ".fasta"
+    #: `evaluate` keys in benchmark tables, the held-out reward first
+    table_metrics: tuple[str, ...] = ()
+    #: naturalness / diversity keys plotted against the reward in `vidd bench`
+    tradeoff_metrics: tuple[str, ...] = ("diversity",)
 
     def pretrain_sequences(self) -> tuple[list[str], list[str]]:
         """(training, validation) sequences for `vidd pretrain --task`."""
         raise NotImplementedError
+
+    def pretrain_alphabet(self, train: list[str]) -> Alphabet:
+        """The alphabet `vidd pretrain --task` builds its model on (by default the task's)."""
+        return self.alphabet
 
     def pretrained_model(self):
         """The task's default masked diffusion model."""
@@ -59,11 +67,6 @@ class Task:
         from vidd.seqio import read_sequences
 
         return read_sequences(path, self.alphabet, self.length)
-
-    def write_samples(self, path, seqs: list[str]) -> None:
-        from vidd.seqio import write_fasta
-
-        write_fasta(path, seqs)
 
     def preset(self, name: str) -> dict:
         if name not in self.presets:

@@ -54,7 +54,9 @@ class DHSHepG2(Task):
     alphabet = DNA
     length = SEQUENCE_LENGTH
     presets = PRESETS
-    sample_suffix = ".fasta"
+    table_metrics = ("pred_activity_median", "hepg2_acc", "kmer3_corr", "jaspar_corr", "log_likelihood_median",
+                     "diversity", "uniqueness")
+    tradeoff_metrics = ("diversity", "kmer3_corr")
 
     def pretrain_sequences(self):
         data = load_dhs()

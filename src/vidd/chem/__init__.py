@@ -1,0 +1,1 @@
+"""Small molecules: SELFIES tokens, RDKit properties, molecule metrics (extra `[chem]`)."""

@@ -1,0 +1,21 @@
+"""How a domain's samples are stored and compared: the file format and the diversity measure.
+
+The trainer and `vidd bench` only need these two things from a task; the default suits
+fixed-length sequences (FASTA, normalised Hamming diversity). Molecules override both
+(`.smi` files, Tanimoto internal diversity)."""
+
+from __future__ import annotations
+
+
+class SampleFormat:
+    sample_suffix = ".fasta"
+
+    def write_samples(self, path, seqs: list[str]) -> None:
+        from vidd.seqio import write_fasta
+
+        write_fasta(path, seqs)
+
+    def diversity(self, seqs: list[str]) -> float:
+        from vidd.eval.metrics import diversity
+
+        return diversity(seqs)

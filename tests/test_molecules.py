@@ -1,0 +1,233 @@
+"""Small molecules: SELFIES tokens, `.smi` files, properties and metrics on known molecules,
+rewards and their failure policy, Vina docking, and the molecule tasks end to end on a tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("rdkit", reason="small molecules need the [chem] extra: pip install 'vidd[chem]'")
+pytest.importorskip("selfies", reason="small molecules need the [chem] extra: pip install 'vidd[chem]'")
+
+from vidd.alphabets import SequenceError  # noqa: E402
+from vidd.chem.metrics import molecule_metrics  # noqa: E402
+from vidd.chem.molecules import (  # noqa: E402
+    PAD, MoleculeError, canonical_smiles, mol_from_smiles, read_smi, read_smi_selfies, selfies_alphabet,
+    selfies_to_smiles, smiles_to_selfies, write_smi,
+)
+from vidd.chem.properties import internal_diversity, logp, molecular_weight, property_table, qed, sa_score  # noqa: E402
+from vidd.rewards.chem import DrugLikenessReward, QEDReward, SAReward  # noqa: E402
+from vidd.rewards.counted import CountedReward, RewardPolicy  # noqa: E402
+
+DRUGS = {
+    "aspirin": "CC(=O)Oc1ccccc1C(=O)O",
+    "paracetamol": "CC(=O)Nc1ccc(O)cc1",
+    "caffeine": "Cn1c(=O)c2c(ncn2C)n(C)c1=O",
+    "ibuprofen": "CC(C)Cc1ccc(C(C)C(=O)O)cc1",
+    "olaparib": "O=C(c1cc(Cc2n[nH]c(=O)c3ccccc23)ccc1F)N1CCN(C(=O)C2CC2)CC1",
+    "haloperidol": "O=C(CCCN1CCC(O)(c2ccc(Cl)cc2)CC1)c1ccc(F)cc1",
+    "benzamide": "NC(=O)c1ccccc1",
+}
+
+
+@pytest.fixture(scope="module")
+def alphabet():
+    return selfies_alphabet([smiles_to_selfies(s) for s in DRUGS.values()])
+
+
+def test_selfies_round_trip_through_the_alphabet(alphabet):
+    selfies = [smiles_to_selfies(s) for s in DRUGS.values()]
+    tokens = alphabet.encode(selfies, 56)
+    assert tokens.shape == (len(DRUGS), 56)
+    assert (tokens[:, -1] == alphabet.letters.index(PAD)).all()  # padded at the end
+    decoded = alphabet.decode(tokens)
+    assert decoded == selfies  # pads stripped
+    assert [selfies_to_smiles(s) for s in decoded] == [canonical_smiles(s) for s in DRUGS.values()]
+
+
+def test_the_all_padding_string_is_the_empty_molecule(alphabet):
+    pads = torch.full((1, 10), alphabet.letters.index(PAD))
+    assert alphabet.decode(pads) == [""]
+    assert selfies_to_smiles("") is None
+
+
+def test_unparsable_smiles_are_clear_errors(tmp_path):
+    with pytest.raises(MoleculeError, match=r"input: RDKit cannot parse the SMILES 'C1CC'"):
+        smiles_to_selfies("C1CC", where="input")
+    path = tmp_path / "bad.smi"
+    path.write_text("SMILES\tname\nCCO\tethanol\nc1ccccc1\tbenzene\nC(C\tbroken\n")
+    with pytest.raises(MoleculeError, match=r"bad.smi: line 4: RDKit cannot parse the SMILES 'C\(C'"):
+        read_smi(path)
+    empty = tmp_path / "empty.smi"
+    empty.write_text("SMILES\n")
+    with pytest.raises(MoleculeError, match="no molecules"):
+        read_smi(empty)
+    with pytest.raises(MoleculeError, match="file not found"):
+        read_smi(tmp_path / "missing.smi")
+
+
+def test_unknown_tokens_and_too_long_molecules_are_clear_errors(alphabet):
+    with pytest.raises(SequenceError, match=r"sequence 1: token '\[Si\]' at position 2 is not in the SELFIES"):
+        alphabet.encode(["[C][Si][C]"], 56)
+    long = "[C]" * 57
+    with pytest.raises(SequenceError, match="57 tokens, more than the 56 the model holds"):
+        alphabet.encode([long], 56)
+
+
+def test_smi_files_round_trip_the_exact_selfies(tmp_path, alphabet):
+    selfies = [smiles_to_selfies(DRUGS["aspirin"]), "", smiles_to_selfies(DRUGS["caffeine"])]
+    smiles = [selfies_to_smiles(s) for s in selfies]
+    path = tmp_path / "s.smi"
+    write_smi(path, smiles, {"QED": [0.5, float("nan"), 0.25], "SELFIES": [s or PAD for s in selfies]})
+    lines = path.read_text().splitlines()
+    assert lines[0] == "SMILES\tQED\tSELFIES" and lines[2].startswith("*\tnan")
+    assert [alphabet.join(alphabet.split(s)) for s in read_smi_selfies(path)] == selfies
+    plain = tmp_path / "plain.smi"
+    plain.write_text("CCO ethanol\nc1ccccc1\n")
+    assert read_smi_selfies(plain) == ["[C][C][O]", "[C][=C][C][=C][C][=C][Ring1][=Branch1]"]
+
+
+def test_properties_of_known_molecules():
+    aspirin, benzene = mol_from_smiles(DRUGS["aspirin"]), mol_from_smiles("c1ccccc1")
+    assert qed(aspirin) == pytest.approx(0.5501, abs=1e-3)  # Bickerton et al.'s reported value: 0.55
+    assert sa_score(aspirin) == pytest.approx(1.58, abs=0.02)
+    assert sa_score(benzene) == pytest.approx(1.0, abs=1e-6)
+    assert molecular_weight(aspirin) == pytest.approx(180.16, abs=0.01)
+    assert logp(benzene) == pytest.approx(1.687, abs=1e-3)
+    table = property_table([aspirin, benzene])
+    assert set(table) == {"QED", "SA", "MW", "logP"} and table["MW"].shape == (2,)
+
+
+def test_internal_diversity_bounds():
+    ethanol, benzene = mol_from_smiles("CCO"), mol_from_smiles("c1ccccc1")
+    assert internal_diversity([ethanol] * 4) == pytest.approx(0.0)
+    assert internal_diversity([ethanol, benzene]) == pytest.approx(1.0)  # no shared Morgan bits
+    assert np.isnan(internal_diversity([ethanol]))
+
+
+def test_molecule_metrics_on_known_sets():
+    selfies = [smiles_to_selfies(DRUGS[k]) for k in ("aspirin", "aspirin", "caffeine", "ibuprofen")] + [""]
+    reference_smiles = tuple(canonical_smiles(DRUGS[k]) for k in ("aspirin", "caffeine", "ibuprofen"))
+    reference = (reference_smiles, property_table([mol_from_smiles(s) for s in reference_smiles]))
+    m = molecule_metrics(selfies, reference, training=frozenset({canonical_smiles(DRUGS["caffeine"])}))
+    assert m["n"] == 5 and m["validity"] == pytest.approx(0.8)
+    assert m["uniqueness"] == pytest.approx(3 / 4)
+    assert m["novelty"] == pytest.approx(2 / 3)  # caffeine is in the training set
+    assert 0 < m["int_div"] < 1
+    assert m["QED"] == pytest.approx(np.mean([qed(mol_from_smiles(DRUGS[k])) for k in
+                                              ("aspirin", "aspirin", "caffeine", "ibuprofen")]))
+    same = molecule_metrics([smiles_to_selfies(s) for s in reference_smiles], reference)
+    assert all(same[f"W1_{p}"] == pytest.approx(0.0, abs=1e-9) for p in ("QED", "SA", "MW", "logP"))
+    assert "novelty" not in same
+
+
+def test_molecule_rewards_give_nan_for_the_empty_molecule_and_the_policy_counts_it():
+    seqs = [smiles_to_selfies(DRUGS["aspirin"]), ""]
+    q = QEDReward()(seqs)
+    assert q[0] == pytest.approx(0.5501, abs=1e-3) and np.isnan(q[1])
+    assert SAReward()(seqs[:1])[0] == pytest.approx((10 - 1.58) / 9, abs=0.01)
+    combo = DrugLikenessReward(qed_weight=1.0, sa_weight=0.5)(seqs[:1])[0]
+    assert combo == pytest.approx(q[0] + 0.5 * (10 - 1.58) / 9, abs=0.01)
+    counted = CountedReward(QEDReward(), RewardPolicy(on_failure="penalty", penalty=0.0))
+    assert counted(seqs)[1] == 0.0 and counted.failures == 1
+    from vidd.rewards.counted import RewardFailure
+
+    with pytest.raises(RewardFailure):
+        CountedReward(QEDReward())(seqs)  # default policy: stop with an error
+
+
+# ------------------------------------------------------------------------------------ docking
+
+def test_dockstring_targets_and_boxes():
+    pytest.importorskip("dockstring", reason="docking needs the [chem] extra")
+    from vidd.config import ConfigError
+    from vidd.rewards.chem import DockingConfig, DockingReward, dockstring_targets, read_box
+
+    targets = dockstring_targets()
+    assert len(targets) == 58 and {"PARP1", "DRD2"} <= set(targets)
+    center, size = read_box(targets["PARP1"][1])
+    assert center == pytest.approx([26.835, 11.332, 27.744]) and size == [30.0, 30.0, 30.0]
+    with pytest.raises(ConfigError, match="unknown target 'NOPE'"):
+        DockingReward(DockingConfig(target="NOPE"))
+
+
+@pytest.mark.slow
+def test_docking_a_small_ligand_to_parp1():
+    pytest.importorskip("vina", reason="docking needs the [chem] extra")
+    pytest.importorskip("meeko", reason="docking needs the [chem] extra")
+    from vidd.rewards.chem import DockingConfig, DockingReward
+
+    reward = DockingReward(DockingConfig(target="PARP1", exhaustiveness=1, max_heavy_atoms=20))
+    values = reward([smiles_to_selfies(DRUGS["benzamide"]), smiles_to_selfies(DRUGS["olaparib"]), ""])
+    # benzamide is PARP1's classic nicotinamide-pocket fragment: a real, favourable Vina score
+    assert 3.0 < values[0] < 12.0
+    assert np.isnan(values[1])  # over max_heavy_atoms: not docked, NaN for the failure policy
+    assert np.isnan(values[2])  # the empty molecule
+
+
+# ------------------------------------------------------------------------- tasks end to end
+
+@pytest.fixture
+def tiny_moses(tmp_path, monkeypatch, alphabet):
+    """A tiny random SELFIES model as the `moses` asset, and small reference/training sets."""
+    from vidd.diffusion.pretrain import ModelConfig
+    from vidd.tasks.molecules import MoleculeTask
+
+    folder = tmp_path / "assets" / "moses"
+    folder.mkdir(parents=True)
+    torch.manual_seed(0)
+    ModelConfig(backbone="transformer", hidden=16, layers=1, heads=2).build(alphabet, 56).save(
+        folder / "pretrained.pt")
+    monkeypatch.setenv("VIDD_ASSETS", str(tmp_path / "assets"))
+    ref_smiles = tuple(canonical_smiles(s) for s in DRUGS.values())
+    reference = (ref_smiles, property_table([mol_from_smiles(s) for s in ref_smiles]))
+    monkeypatch.setattr(MoleculeTask, "reference", property(lambda self: reference))
+    monkeypatch.setattr(MoleculeTask, "training_set", property(lambda self: frozenset(ref_smiles[:2])))
+    return folder
+
+
+def test_moses_qed_task_samples_and_evaluation(tiny_moses, tmp_path):
+    from vidd.tasks import Task
+
+    task = Task.get("moses-qed")
+    assert task.alphabet.pad == PAD and task.length == 56
+    model = task.pretrained_model()
+    seqs = task.alphabet.decode(model.sample(12, 8, torch.Generator().manual_seed(0)))
+    path = tmp_path / "samples.smi"
+    task.write_samples(path, seqs)
+    assert task.read_samples(path) == seqs
+    m = task.evaluate(seqs)
+    for key in ("qed_median", "validity", "uniqueness", "novelty", "int_div", "QED", "SA", "W1_QED", "nll_median"):
+        assert key in m, key
+    assert m["nll_median"] > 0
+    assert 0.0 <= task.diversity(seqs) <= 1.0
+
+
+def test_cli_finetune_moses_qed_smoke(tiny_moses, tmp_path):
+    from typer.testing import CliRunner
+
+    from vidd.cli import app
+
+    run = tmp_path / "run"
+    args = ["finetune", "moses-qed", "--preset", "quick", "--out", str(run), "--set", "iterations=2",
+            "--set", "eval_every=1", "--set", "eval_samples=8", "--set", "final_samples=8",
+            "--set", "batch_size=4", "--set", "steps=8", "--set", "vidd.timesteps=2"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    final = json.loads((run / "final_eval.json").read_text())
+    assert {"qed_median", "validity", "int_div", "nll_median", "reward_calls"} <= set(final)
+    assert (run / "samples" / "final.smi").read_text().startswith("SMILES\tQED\tSA\tSELFIES")
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(0.0 <= r["eval_diversity"] <= 1.0 for r in rows)
+
+
+def test_wrong_alphabet_samples_are_rejected(tiny_moses, tmp_path):
+    from vidd.tasks import Task
+
+    path = tmp_path / "si.smi"
+    path.write_text("C[Si](C)(C)C\n")
+    with pytest.raises(SequenceError, match=r"si.smi: molecule 1: token '\[Si\]'"):
+        Task.get("moses-qed").read_samples(path)
