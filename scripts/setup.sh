@@ -11,4 +11,5 @@ PIP=".venv/bin/python -m pip"
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   $PIP install -q --disable-pip-version-check "${VIDD_TORCH_SPEC:-torch==2.13.0}"
 fi
-$PIP install -q --disable-pip-version-check -e ".[test,chem]"
+EXTRAS=test,chem,dist  # dist: Ray, for the reward executor (its tests run on a local cluster)
+$PIP install -q --disable-pip-version-check -e ".[$EXTRAS]"

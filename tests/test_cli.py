@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from vidd.alphabets import DNA
@@ -27,8 +28,11 @@ class ToyGC(Task):
     name = "test-toy-gc"
     alphabet = DNA
     length = 12
+    # the reward runs batched in this process (defaults), 3 sequences a batch (the preset wins over defaults)
+    defaults = {"reward": {"executor": {"kind": "serial", "batch_size": 5}}}
     presets = {"quick": {"iterations": 2, "steps": 4, "batch_size": 4, "accumulation": 1, "eval_every": 1,
-                         "eval_samples": 4, "final_samples": 6, "likelihood_samples": 2, "vidd": {"timesteps": 2}}}
+                         "eval_samples": 4, "final_samples": 6, "likelihood_samples": 2, "vidd": {"timesteps": 2},
+                         "reward": {"executor": {"batch_size": 3}}}}
     evaluation_reward = staticmethod(gc)
 
     def pretrained_model(self):
@@ -53,6 +57,8 @@ def test_finetune_sample_evaluate_round_trip(tmp_path):
     assert "reward calls per iteration" in r.output
     for name in ("config.yaml", "metrics.jsonl", "metrics.csv", "final_eval.json", "checkpoints/student.pt"):
         assert (run / name).is_file(), name
+    executor = yaml.safe_load((run / "config.yaml").read_text())["reward"]["executor"]
+    assert (executor["kind"], executor["batch_size"]) == ("serial", 3)  # task defaults < preset
     samples = tmp_path / "s.fasta"
     r = invoke("sample", ToyGC.name, "--checkpoint", run, "--n", 6, "--steps", 4, "--seed", 3, "--out", samples)
     assert r.exit_code == 0, r.output
@@ -89,6 +95,17 @@ def test_errors_are_clear(tmp_path, args, message):
     r = invoke(*[a.replace("{tmp}", str(tmp_path)) for a in args])
     assert r.exit_code == 2, r.output
     assert message in r.output, r.output
+
+
+def test_finetune_reward_on_a_process_pool(tmp_path):
+    """Spawned workers build the task's reward from a picklable factory (they import this module first)."""
+    run = tmp_path / "run"
+    r = invoke("finetune", ToyGC.name, "--preset", "quick", "--out", run, "--set", "iterations=1",
+               "--set", "reward.executor.kind=process", "--set", "reward.executor.workers=1")
+    assert r.exit_code == 0, r.output
+    executor = yaml.safe_load((run / "config.yaml").read_text())["reward"]["executor"]
+    assert (executor["kind"], executor["workers"], executor["batch_size"]) == ("process", 1, 3)
+    assert json.loads((run / "final_eval.json").read_text())["n"] == 6
 
 
 def test_existing_run_is_not_overwritten(tmp_path):

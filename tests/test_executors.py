@@ -17,6 +17,7 @@ from vidd.rewards.executors import (
     ExecutorConfig,
     ParallelReward,
     RewardExecutorError,
+    parallel_reward,
 )
 
 # ---- fake rewards (module level, so worker processes can unpickle their factories) ----------------
@@ -140,7 +141,7 @@ def test_spawned_workers_build_their_reward_once(tmp_path):
     """Default start method; the parent never builds the reward when the metadata is given."""
     log = tmp_path / "built.txt"
     factory = functools.partial(PidLogReward, str(log))
-    with ParallelReward(factory, ExecutorConfig(workers=2, batch_size=2), name="pidlog",
+    with ParallelReward(factory, ExecutorConfig(kind="process", workers=2, batch_size=2), name="pidlog",
                         higher_is_better=True) as reward:
         for _ in range(3):
             assert reward(["a" * n for n in range(1, 12)]).tolist() == list(range(1, 12))
@@ -260,4 +261,71 @@ def test_bad_factories_and_configs():
         assert reward(["s:1", "s:2"]).tolist() == [1.0, 2.0]
     with pytest.raises(ConfigError, match="batch_size"):
         ExecutorConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="cpus_per_worker"):
+        ExecutorConfig(kind="ray", cpus_per_worker=0)
     assert ExecutorConfig().n_workers == (os.cpu_count() or 1)
+
+
+def test_inline_is_the_default_and_means_no_executor():
+    assert ExecutorConfig().kind == "inline"
+    reward = parallel_reward(IndexReward)  # inline: the reward itself, called in this process
+    assert isinstance(reward, IndexReward) and reward(["s:3"]).tolist() == [3.0]
+    assert parallel_reward(lambda: IndexReward(), ExecutorConfig(kind="inline")).name == "index"
+    with pytest.raises(ConfigError, match="'inline' means no executor"):
+        ParallelReward(IndexReward, ExecutorConfig(kind="inline"))
+    with parallel_reward(IndexReward, config("serial", batch_size=2)) as reward:
+        assert isinstance(reward, ParallelReward) and reward(["s:1", "s:2", "s:3"]).tolist() == [1.0, 2.0, 3.0]
+    with ParallelReward(IndexReward) as reward:  # no config: a process pool with the default settings
+        assert reward.config.kind == "process"
+
+
+class FakeRay:
+    """Just the session calls of the `ray` module."""
+
+    def __init__(self, up=False, refuse=False):
+        self.up, self.refuse, self.inits, self.shutdowns = up, refuse, [], 0
+
+    def is_initialized(self):
+        return self.up
+
+    def init(self, address=None):
+        if self.refuse:
+            raise ConnectionError(f"could not find any running Ray instance at {address}")
+        self.inits.append(address)
+        self.up = True
+
+    def shutdown(self):
+        self.up, self.shutdowns = False, self.shutdowns + 1
+
+
+def test_ray_session_address_and_ownership(monkeypatch):
+    from vidd.rewards import executors
+
+    monkeypatch.setattr(executors, "_RAY_SESSION", {"owned": False, "users": 0})
+    ray = FakeRay()
+    executors._ray_acquire(ray, "auto")  # auto: ray.init() finds RAY_ADDRESS / a local cluster, else starts one
+    executors._ray_acquire(ray, "auto")  # a second executor joins the session
+    assert ray.inits == [None]
+    executors._ray_release(ray)
+    assert ray.shutdowns == 0
+    executors._ray_release(ray)  # the last user of a session it started shuts Ray down
+    assert ray.shutdowns == 1 and not ray.up
+    for address in ("local", "ray://head:10001", "10.0.0.1:6379"):
+        executors._ray_acquire(ray, address)
+        executors._ray_release(ray)
+    assert ray.inits == [None, "local", "ray://head:10001", "10.0.0.1:6379"]
+    ray = FakeRay(up=True)  # someone else's session: used, never shut down
+    executors._ray_acquire(ray, "auto")
+    executors._ray_release(ray)
+    assert ray.inits == [] and ray.shutdowns == 0
+    with pytest.raises(ConfigError, match="executor.address 'nowhere:1': cannot connect to Ray"):
+        executors._ray_acquire(FakeRay(refuse=True), "nowhere:1")
+    assert executors._RAY_SESSION == {"owned": False, "users": 0}
+
+
+def test_ray_executor_without_ray_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'vidd\[dist\]'"):
+        ParallelReward(IndexReward, ExecutorConfig(kind="ray"))

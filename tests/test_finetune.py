@@ -226,3 +226,42 @@ def test_nan_rewards_follow_the_declared_policy(tmp_path):
     with pytest.raises(RewardFailure, match="non-finite"):
         finetune(toy_model(), flaky, small_config(), out=run, log=lambda *a: None)
     assert not (run / "checkpoints" / "student.pt").exists()  # nothing half-finished is presented as done
+
+
+def test_overlap_collects_the_next_chunk_while_rewards_run_and_changes_nothing():
+    """With `overlap`, chunk 1 starts sampling while chunk 0 is still inside its reward call (the
+    reward of the first call waits for a second chunk to begin; without overlap it never would), and
+    the run is identical to one without overlap."""
+    import threading
+
+    from vidd.finetune.trainer import Trainer
+
+    def run(overlap: bool):
+        second_chunk_started, first_call, overlapped = threading.Event(), [True], []
+
+        def reward(seqs):
+            if first_call[0]:
+                first_call[0] = False
+                overlapped.append(second_chunk_started.wait(timeout=20 if overlap else 0.1))
+            return g_reward(seqs)
+
+        config = small_config(iterations=3, accumulation=4, overlap=overlap, log_rollin_reward=False)
+        trainer = Trainer(config, toy_model(), reward, log=lambda *a: None)
+        collect = trainer.method.collect
+
+        def watched_collect(ctx, n):
+            if ctx.chunk == 1:
+                second_chunk_started.set()
+            return collect(ctx, n)
+
+        trainer.method.collect = watched_collect
+        result = trainer.run()
+        return result, overlapped[0]
+
+    plain, plain_overlapped = run(False)
+    both, both_overlapped = run(True)
+    assert both_overlapped and not plain_overlapped
+    for a, b in zip(plain.model.state_dict().values(), both.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert [r["loss"] for r in plain.metrics] == [r["loss"] for r in both.metrics]
+    assert plain.reward_calls == both.reward_calls

@@ -48,37 +48,43 @@ def method_kind(name: str) -> str:
     return "finetune"
 
 
+def _config(plan: BenchPlan, task: Task, run: dict | None = None) -> FinetuneConfig:
+    """The task's defaults < the plan's preset < this run's settings < the plan's overrides."""
+    return cfg.build(FinetuneConfig, task.defaults, task.preset(plan.preset), run or {}, plan.overrides)
+
+
 def _run_finetune(plan: BenchPlan, task: Task, method: str, seed: int, folder: Path) -> tuple[list[str], dict]:
-    layers = [task.preset(plan.preset), {"method": method, "seed": seed, "iterations": 100_000,
-                                         "final_samples": plan.samples, "reward": {"budget": plan.budget}},
-              plan.overrides]
-    config = cfg.build(FinetuneConfig, *layers)
-    trainer = Trainer(config, task.pretrained_model(), task.training_reward(), task.evaluation_reward, folder,
-                      log=lambda *a: None, samples=task)
+    config = _config(plan, task, {"method": method, "seed": seed, "iterations": 100_000,
+                                  "final_samples": plan.samples, "reward": {"budget": plan.budget}})
     resume = (folder / "checkpoints" / "last.pt").is_file()
     if not resume and folder.exists():  # started but never checkpointed: start again
         for p in sorted(folder.rglob("*"), reverse=True):
             p.unlink() if p.is_file() else p.rmdir()
-    result = trainer.run(resume=resume)
+    with task.training_reward_on(config.reward.executor) as reward:
+        trainer = Trainer(config, task.pretrained_model(), reward, task.evaluation_reward, folder,
+                          log=lambda *a: None, samples=task)
+        result = trainer.run(resume=resume)
     seqs = task.read_samples(folder / "samples" / f"final{task.sample_suffix}")
     return seqs, {"reward_calls": result.reward_calls, "iterations": len(result.metrics)}
 
 
 def _run_sampler(plan: BenchPlan, task: Task, method: str, seed: int) -> tuple[list[str], dict]:
     model = task.pretrained_model().eval()
-    reward = CountedReward(task.training_reward())
     gen = torch.Generator().manual_seed(seed)
-    steps = cfg.build(FinetuneConfig, task.preset(plan.preset), plan.overrides).steps
+    config = _config(plan, task)
+    steps = config.steps
     if method == "pretrained":
         tokens = model.sample(plan.samples, steps, gen, batch_size=256)
-    else:
-        cls = Guidance.lookup(method)
-        per_call = cls.calls_per_candidate(plan.samples, steps)
-        per_output = plan.budget // per_call
-        if per_output < 1:
-            raise ValueError(f"a budget of {plan.budget} calls is too small for {method}: one candidate per "
-                             f"output already costs {per_call} calls ({plan.samples} samples, {steps} steps)")
-        guide = cls(cfg.build(cls.Config, {"n_candidates": per_output}))
+        return model.alphabet.decode(tokens.cpu()), {"reward_calls": 0}
+    cls = Guidance.lookup(method)
+    per_call = cls.calls_per_candidate(plan.samples, steps)
+    per_output = plan.budget // per_call
+    if per_output < 1:
+        raise ValueError(f"a budget of {plan.budget} calls is too small for {method}: one candidate per "
+                         f"output already costs {per_call} calls ({plan.samples} samples, {steps} steps)")
+    guide = cls(cfg.build(cls.Config, {"n_candidates": per_output}))
+    with task.training_reward_on(config.reward.executor) as inner:
+        reward = CountedReward(inner)
         tokens = guide.generate(model, reward, plan.samples, steps, gen)
     return model.alphabet.decode(tokens.cpu()), {"reward_calls": reward.calls}
 

@@ -257,12 +257,14 @@ def finetune(
         elif out is None:
             fail("give --out RUN (a new run folder) or --resume RUN")
         else:
-            base = [t.preset(preset) if preset else {}]
+            base = [t.defaults, t.preset(preset) if preset else {}]
         config = cfg.build(FinetuneConfig, *base, *layers(config_file, overrides))
-        trainer = Trainer(config, t.pretrained_model(), t.training_reward(), t.evaluation_reward, out,
-                          final_evaluator=t.evaluate, log=typer.echo, samples=t)
-        trainer.run(resume=resume is not None)
-    typer.echo(f"run folder: {out}  (final metrics in {out / 'final_eval.json'})")
+        with t.training_reward_on(config.reward.executor) as reward:
+            trainer = Trainer(config, t.pretrained_model(), reward, t.evaluation_reward, out,
+                              final_evaluator=t.evaluate, log=typer.echo, samples=t)
+            trainer.run(resume=resume is not None)
+    if trainer.group.main:
+        typer.echo(f"run folder: {out}  (final metrics in {out / 'final_eval.json'})")
 
 
 @app.command("model-report")

@@ -20,9 +20,10 @@ class Context:
     rollout: MaskedDiffusion  # p^out, the lazily updated copy of the student
     pretrained: MaskedDiffusion  # p^pre, frozen
     reward: CountedReward
-    generator: torch.Generator
+    generator: torch.Generator  # all randomness of `collect`: the trainer gives each chunk its own
     steps: int  # denoising steps T of roll-ins
     iteration: int = 0
+    chunk: int = 0  # index of the accumulation chunk being collected (0 .. accumulation - 1)
     total_iterations: int = 1
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 

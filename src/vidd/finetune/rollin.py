@@ -3,7 +3,9 @@
 A mixture per trajectory: with probability beta the trajectory is drawn from the exploiting
 model (the lagged roll-out model, or the live student), otherwise from the pretrained model
 (broad coverage). beta may follow a linear schedule over iterations. An optional replay buffer
-keeps earlier roll-in trajectories and mixes a fraction of them into each batch.
+keeps roll-in trajectories of earlier iterations and mixes a fraction of them into each batch (an
+iteration's fresh roll-ins enter it once the iteration is over, in chunk order, so every chunk of an
+iteration sees the same buffer whichever process collects it).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ class RollInConfig:
     beta_end: float | None = option(None, "if set, beta moves linearly from `beta` to this value over the iterations")
     source: Literal["rollout", "student"] = option(
         "rollout", "the exploiting model: the lagged roll-out model (Algorithm 1) or the live student")
-    replay_size: int = option(0, "trajectories kept in a replay buffer of earlier roll-ins (0: off)")
+    replay_size: int = option(0, "trajectories kept in a replay buffer of earlier iterations' roll-ins (0: off)")
     replay_fraction: float = option(0.0, "fraction of each roll-in batch drawn from the replay buffer")
 
     def validate(self):
@@ -46,7 +48,8 @@ class RollInConfig:
 class RollIn:
     def __init__(self, config: RollInConfig):
         self.config = config
-        self.buffer: list[torch.Tensor] = []  # (T+1, L) state sequences
+        self.buffer: list[torch.Tensor] = []  # (T+1, L) state sequences, on the CPU
+        self.fresh: dict[int, torch.Tensor] = {}  # this iteration's fresh roll-ins by chunk, (T+1, n, L)
 
     def sample(self, ctx: Context, n: int) -> Trajectory:
         cfg = self.config
@@ -62,11 +65,18 @@ class RollIn:
         states = torch.cat([p.states for p in parts], dim=1)
         if n_replay:
             pick = torch.randperm(len(self.buffer), generator=ctx.generator)[:n_replay]
-            states = torch.cat([states, torch.stack([self.buffer[i] for i in pick.tolist()], dim=1)], dim=1)
+            replayed = torch.stack([self.buffer[i] for i in pick.tolist()], dim=1).to(states.device)
+            states = torch.cat([states, replayed], dim=1)
         if cfg.replay_size:
-            self.buffer.extend(states[:, i] for i in range(n_fresh))
-            del self.buffer[: max(0, len(self.buffer) - cfg.replay_size)]
+            self.fresh[ctx.chunk] = states[:, :n_fresh].cpu()
         return Trajectory(states, parts[0].times, parts[0].mask_probs)
+
+    def commit(self, fresh: dict[int, torch.Tensor]) -> None:
+        """Append an iteration's fresh roll-ins (of every process) to the replay buffer, in chunk order."""
+        for j in sorted(fresh):
+            self.buffer.extend(fresh[j][:, i] for i in range(fresh[j].shape[1]))
+        del self.buffer[: max(0, len(self.buffer) - self.config.replay_size)]
+        self.fresh = {}
 
     def state_dict(self) -> dict:
         return {"buffer": list(self.buffer)}

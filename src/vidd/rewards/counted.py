@@ -7,6 +7,8 @@ reward is counted; repeated sequences are answered from the cache for free.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -15,6 +17,7 @@ import numpy as np
 from vidd.config import option
 from vidd.errors import UserError
 from vidd.rewards.base import Reward, as_reward
+from vidd.rewards.executors import ExecutorConfig
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,9 @@ class RewardPolicy:
         "error", "what a NaN/inf value or an exception from the reward becomes: stop with an error, "
                  "or the `penalty` value (logged and counted as failures)")
     penalty: float = option(-10.0, "value given to failed sequences when on_failure = penalty")
+    executor: ExecutorConfig = option(
+        ExecutorConfig(), "where a task's training reward runs (`vidd finetune`, `vidd bench`): inline, or "
+                          "batched on a serial / process-pool / Ray executor with retries and timeouts")
 
 
 class CountedReward:
@@ -42,6 +48,11 @@ class CountedReward:
         self.monitor_calls = 0
         self.failures = 0
         self.seconds = 0.0
+        #: None, or (data-parallel training) a dict noting every newly cached sequence as sequence ->
+        #: (value, paid through __call__) until the trainer merges the processes' caches and counters
+        self.journal: dict[str, tuple[float, bool]] | None = None
+        #: calls are serialised: with `overlap`, two accumulation chunks may call from two threads
+        self._lock = threading.RLock()
 
     @property
     def name(self) -> str:
@@ -52,9 +63,10 @@ class CountedReward:
         return self.policy.budget > 0 and self.calls >= self.policy.budget
 
     def __call__(self, seqs: list[str]) -> np.ndarray:
-        import time
+        with self._lock:
+            return self._call(list(seqs))
 
-        seqs = list(seqs)
+    def _call(self, seqs: list[str]) -> np.ndarray:
         todo = list(dict.fromkeys(s for s in seqs if s not in self.cache)) if self.policy.cache else seqs
         if todo:
             start = time.perf_counter()
@@ -63,7 +75,7 @@ class CountedReward:
             self.calls += len(todo)
             if not self.policy.cache:
                 return values
-            self.cache.update(zip(todo, values.tolist()))
+            self._remember(todo, values.tolist(), paid=True)
         return np.array([self.cache[s] for s in seqs], dtype=np.float64)
 
     def record(self, seqs: list[str], values) -> None:
@@ -71,18 +83,25 @@ class CountedReward:
         one-hot samples by DRAKES): every row counts against the budget, and the values enter the cache
         so the same sequences are not paid for again."""
         seqs = list(seqs)
-        self.calls += len(seqs)
-        if self.policy.cache:
-            self.cache.update(zip(seqs, np.asarray(values, dtype=np.float64).reshape(-1).tolist()))
+        with self._lock:
+            self.calls += len(seqs)
+            if self.policy.cache:
+                self._remember(seqs, np.asarray(values, dtype=np.float64).reshape(-1).tolist(), paid=False)
+
+    def _remember(self, seqs: list[str], values: list[float], paid: bool) -> None:
+        self.cache.update(zip(seqs, values))
+        if self.journal is not None:
+            self.journal.update((s, (v, paid)) for s, v in zip(seqs, values))
 
     def monitor(self, seqs: list[str]) -> np.ndarray:
         """Score samples for monitoring only: counted apart (`monitor_calls`), not against the budget,
         and kept out of the cache so training-call accounting does not depend on evaluation frequency."""
         seqs = list(seqs)
-        todo = list(dict.fromkeys(s for s in seqs if s not in self.cache))
-        fresh = dict(zip(todo, self._evaluate(todo).tolist())) if todo else {}
-        self.monitor_calls += len(todo)
-        return np.array([self.cache.get(s, fresh.get(s)) for s in seqs], dtype=np.float64)
+        with self._lock:
+            todo = list(dict.fromkeys(s for s in seqs if s not in self.cache))
+            fresh = dict(zip(todo, self._evaluate(todo).tolist())) if todo else {}
+            self.monitor_calls += len(todo)
+            return np.array([self.cache.get(s, fresh.get(s)) for s in seqs], dtype=np.float64)
 
     def _evaluate(self, seqs: list[str]) -> np.ndarray:
         try:

@@ -1,17 +1,20 @@
-"""Run an expensive reward in batches on an executor: in-process (`serial`) or a process pool.
+"""Run an expensive reward in batches on an executor: in-process (`serial`), a process pool, or Ray actors.
 
 `ParallelReward(factory, ExecutorConfig(...))` is a `Reward` like any other (wrap it in `CountedReward`
 for the cache, budget and failure policy). It splits each call's sequences into batches, runs them on
 an executor, retries a batch that raised or timed out, and returns the values in the input order.
+`parallel_reward(factory, config)` also accepts kind `inline` (the default of the config: no executor,
+the reward built from the factory is called directly in this process).
 
 The reward is given as a picklable zero-argument *factory* (a module-level class or function, or a
 `functools.partial` of one): each worker builds its own reward from it once and keeps it (receptor
-maps, a loaded model...) in a module-level cache for every later batch.
+maps, a loaded model...) for every later batch: a process-pool worker in a module-level cache, a Ray
+actor in its own attributes.
 
 The scheduling (batches in flight, deadlines, retries, errors) lives once in `ParallelReward`, on top of
 `concurrent.futures`; a backend (`BatchExecutor`) only submits a batch, returning a `Future`, and
-abandons timed-out work. A Ray backend fits the same interface (`ObjectRef.future()` gives a Future,
-`ray.cancel(force=True)` abandons).
+abandons timed-out work. The Ray backend submits to an idle actor (`ObjectRef.future()` gives the
+Future) and abandons by killing the actor, which is replaced on the next submit.
 """
 
 from __future__ import annotations
@@ -41,31 +44,48 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ExecutorConfig:
-    kind: Literal["serial", "process"] = option(
-        "process", "where batches run: `serial` (in this process, same batching / retry / timeout logic; "
-                   "for tests and debugging) or `process` (a pool of worker processes)")
-    workers: int = option(0, "worker processes, i.e. batches in flight (0: os.cpu_count())")
+    kind: Literal["inline", "serial", "process", "ray"] = option(
+        "inline", "where the reward runs: `inline` (no executor: called directly in this process), `serial` "
+                  "(in this process, with the batching / retry / timeout logic; for tests and debugging), "
+                  "`process` (a pool of worker processes) or `ray` (Ray actors, extra [dist])")
+    workers: int = option(
+        0, "worker processes or Ray actors, i.e. batches in flight (0: os.cpu_count() for `process`; the "
+           "cluster's CPUs / cpus_per_worker for `ray`)")
     batch_size: int = option(1, "sequences per task sent to a worker")
-    retries: int = option(1, "extra attempts for a batch that raised or timed out, before the call fails")
+    retries: int = option(1, "extra attempts for a batch that raised, timed out or lost its worker, before "
+                             "the call fails")
     timeout: float = option(
         0.0, "seconds a batch may run before it is abandoned and retried (0: no limit); on the first batch "
-             "of a worker this includes building the reward")
+             "of a worker this includes building the reward (and, on Ray, starting the actor)")
     start_method: Literal["spawn", "forkserver", "fork"] = option(
-        "spawn", "how worker processes start; `fork` starts faster but is unsafe once the parent uses CUDA "
-                 "or threads")
+        "spawn", "`process`: how worker processes start; `fork` starts faster but is unsafe once the parent "
+                 "uses CUDA or threads")
+    address: str = option(
+        "auto", "`ray`: the cluster. `auto`: the one in RAY_ADDRESS, else the latest cluster started on this "
+                "machine, else start a local one; `local`: always start a local one; `ray://HOST:PORT`: Ray "
+                "Client; any other string: a cluster address (HOST:PORT of the head node). A Ray session "
+                "already open in this process is used as it is")
+    cpus_per_worker: float = option(1.0, "`ray`: CPUs each actor reserves")
+    gpus_per_worker: float = option(0.0, "`ray`: GPUs each actor reserves (fractions share a GPU)")
     on_batch_failure: Literal["raise", "nan"] = option(
         "raise", "a batch that still fails after its retries: `raise` fails the whole call (CountedReward "
                  "then applies reward.on_failure to every sequence of the call), `nan` logs the cause and "
                  "returns NaN for that batch only (CountedReward's penalty then replaces just those values)")
 
     def __post_init__(self):
-        for name, low in (("workers", 0), ("batch_size", 1), ("retries", 0), ("timeout", 0)):
+        for name, low in (("workers", 0), ("batch_size", 1), ("retries", 0), ("timeout", 0),
+                          ("gpus_per_worker", 0)):
             value = getattr(self, name)
             if value < low:
                 raise ConfigError(f"executor.{name}: must be >= {low}, got {value!r}")
+        if self.cpus_per_worker <= 0:
+            raise ConfigError(f"executor.cpus_per_worker: must be > 0, got {self.cpus_per_worker!r}")
+        if not self.address.strip():
+            raise ConfigError("executor.address: must not be empty (`auto`, `local`, `ray://HOST:PORT` or HOST:PORT)")
 
     @property
     def n_workers(self) -> int:
+        """Process-pool workers (`workers`, else the machine's CPU count)."""
         return self.workers or os.cpu_count() or 1
 
 
@@ -217,6 +237,153 @@ class ProcessExecutor(BatchExecutor):
 
 
 # --------------------------------------------------------------------------------------------------
+# Ray: long-lived actors, one batch at a time each.
+
+_RAY_SESSION = {"owned": False, "users": 0}  # a Ray session started here is shut down by its last user
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError as e:
+        raise ConfigError("executor.kind 'ray' needs Ray: pip install 'vidd[dist]'") from e
+    return ray
+
+
+def _ray_acquire(ray, address: str) -> None:
+    """Use the Ray session of this process, opening one as `address` says (see ExecutorConfig.address)."""
+    if ray.is_initialized():
+        if address != "auto" and not _RAY_SESSION["owned"]:
+            log.warning("Ray is already initialised in this process; executor.address %r is not used", address)
+    else:
+        try:
+            ray.init(address=None if address == "auto" else address)  # None: RAY_ADDRESS, latest, else new
+        except (ConnectionError, ValueError, RuntimeError) as e:
+            raise ConfigError(f"executor.address {address!r}: cannot connect to Ray: {e}") from e
+        _RAY_SESSION["owned"] = True
+    _RAY_SESSION["users"] += 1
+
+
+def _ray_release(ray) -> None:
+    _RAY_SESSION["users"] -= 1
+    if _RAY_SESSION["users"] <= 0 and _RAY_SESSION["owned"]:
+        ray.shutdown()
+        _RAY_SESSION.update(owned=False, users=0)
+
+
+class _RewardActor:
+    """A Ray actor's body: builds the reward from the pickled factory on its first batch and keeps it."""
+
+    def __init__(self, blob: bytes):
+        self.blob = blob
+        self.reward: Reward | None = None
+
+    def score(self, seqs: list[str]) -> np.ndarray:
+        if self.reward is None:
+            self.reward = as_reward(pickle.loads(self.blob)())
+        return self.reward(seqs)
+
+
+class RayExecutor(BatchExecutor):
+    """`capacity` long-lived Ray actors, each reserving `cpus_per_worker` / `gpus_per_worker`. Actors start
+    on first use and keep their reward (per-worker state) across batches and calls. A batch goes to an idle
+    actor. Abandoning a batch kills its actor (`ray.kill`); an actor whose process died (crash, out of
+    memory, killed) fails its batch with a `RayActorError`; either way the next submit to that slot starts a
+    fresh actor. The factory is pickled with cloudpickle, so it may also be a lambda or a class defined in
+    the driver script; its module, vidd and the reward's dependencies must be importable on every node."""
+
+    def __init__(self, factory: Callable[[], Reward], config: ExecutorConfig, name: str):
+        self.ray = ray = _import_ray()
+        try:
+            self.blob = ray.cloudpickle.dumps(factory)
+        except Exception as e:
+            raise TypeError(f"reward {name!r}: the factory {factory!r} cannot be pickled for Ray ({e})") from e
+        self.config = config
+        self.actor_class = ray.remote(_RewardActor)
+        self.connected = False
+        self._connect()
+        fit = self._cluster_fit()
+        if config.workers > fit:
+            log.warning("Ray reward executor: %d actors asked for, but the cluster has room for %d now; the "
+                        "others wait for resources (or an autoscaler's nodes)", config.workers, fit)
+        self.capacity = config.workers or fit
+        self.actors: list = [None] * self.capacity
+        self.pending: list[list[Future]] = [[] for _ in range(self.capacity)]
+
+    def _connect(self) -> None:
+        _ray_acquire(self.ray, self.config.address)
+        self.connected = True
+        self.blob_ref = self.ray.put(self.blob)  # shipped to the object store once for every actor
+
+    def _cluster_fit(self) -> int:
+        """How many actors the cluster's CPUs (and GPUs, if asked for) hold now, at least 1."""
+        resources = self.ray.cluster_resources()
+        fits = [resources.get("CPU", 0.0) / self.config.cpus_per_worker]
+        if self.config.gpus_per_worker > 0:
+            fits.append(resources.get("GPU", 0.0) / self.config.gpus_per_worker)
+        n = max(1, int(min(fits) + 1e-9))
+        log.info("Ray reward executor: room for %d actor(s) (cluster resources %s)", n, resources)
+        return n
+
+    def _new_actor(self):
+        cfg = self.config
+        options = {"num_cpus": cfg.cpus_per_worker, "num_gpus": cfg.gpus_per_worker, "max_restarts": 0}
+        return self.actor_class.options(**options).remote(self.blob_ref)
+
+    def _lost_worker(self, future: Future) -> bool:
+        """The batch failed because its actor is gone (not because the reward raised)."""
+        error = future.exception() if future.done() and not future.cancelled() else None
+        exceptions = self.ray.exceptions
+        return isinstance(error, exceptions.RayError) and not isinstance(error, exceptions.RayTaskError)
+
+    def _slot(self) -> int:
+        """An idle actor's slot (else the least busy one's), after replacing a dead actor there."""
+        for futures in self.pending:  # keep what runs, and what tells of a dead actor
+            futures[:] = [f for f in futures if not f.done() or self._lost_worker(f)]
+        slot = min(range(self.capacity), key=lambda i: sum(not f.done() for f in self.pending[i]))
+        if any(f.done() for f in self.pending[slot]):
+            self._kill(slot)
+        return slot
+
+    def submit(self, seqs, timeout):
+        if not self.connected:  # closed, then called again
+            self._connect()
+        slot = self._slot()
+        if self.actors[slot] is None:
+            self.actors[slot] = self._new_actor()
+        future = self.actors[slot].score.remote(seqs).future()
+        self.pending[slot].append(future)
+        return future
+
+    def abandon(self, futures):
+        given = set(futures)
+        lost = []
+        for slot, mine in enumerate(self.pending):
+            if given.intersection(mine):
+                lost += [f for f in mine if f not in given and not f.done()]  # queued on the same actor
+                self._kill(slot)
+        return lost
+
+    def _kill(self, slot: int) -> None:
+        actor, self.actors[slot] = self.actors[slot], None
+        self.pending[slot] = []
+        if actor is not None:
+            try:
+                self.ray.kill(actor, no_restart=True)
+            except Exception as e:  # noqa: BLE001 - already gone
+                log.debug("ray.kill: %r", e)
+
+    def close(self):
+        if not self.connected:
+            return
+        for slot in range(self.capacity):
+            self._kill(slot)
+        self.connected = False
+        self.blob_ref = None
+        _ray_release(self.ray)
+
+
+# --------------------------------------------------------------------------------------------------
 
 class ParallelReward(Reward):
     """A reward scored in batches on an executor, built in each worker from a picklable `factory`.
@@ -236,7 +403,7 @@ class ParallelReward(Reward):
                             f"{type(factory).__name__} instance; e.g. ParallelReward(MyReward) or "
                             "ParallelReward(functools.partial(MyReward, receptor='x.pdbqt'))")
         self.factory = factory
-        self.config = config or ExecutorConfig()
+        self.config = config or ExecutorConfig(kind="process")
         probe = None
         if name is None or higher_is_better is None:
             probe = as_reward(factory())
@@ -256,10 +423,16 @@ class ParallelReward(Reward):
                 raise TypeError(
                     f"reward {self.name!r}: the factory {self.factory!r} cannot be sent to worker processes "
                     f"({e}); use a module-level class or function (or functools.partial of one), not a "
-                    "lambda or a local function, or executor kind 'serial'") from e
+                    "lambda or a local function, or executor kind 'serial' or 'ray'") from e
             key = hashlib.sha256(blob).hexdigest()
             return ProcessExecutor(key, blob, cfg.n_workers, cfg.start_method)
-        raise ConfigError(f"executor.kind: {cfg.kind!r} is not one of ['serial', 'process']")
+        if cfg.kind == "ray":
+            return RayExecutor(self.factory, cfg, self.name)
+        if cfg.kind == "inline":
+            raise ConfigError("executor.kind 'inline' means no executor (the reward is called directly in this "
+                              "process): call the reward itself, or build it with parallel_reward(factory, "
+                              "config), which does that for 'inline'")
+        raise ConfigError(f"executor.kind: {cfg.kind!r} is not one of ['inline', 'serial', 'process', 'ray']")
 
     # -- scoring -----------------------------------------------------------------------------------
 
@@ -334,4 +507,14 @@ class ParallelReward(Reward):
         self.close()
 
     def __repr__(self) -> str:
-        return f"ParallelReward({self.name!r}, kind={self.config.kind!r}, workers={self.config.n_workers})"
+        return f"ParallelReward({self.name!r}, kind={self.config.kind!r}, workers={self.executor.capacity})"
+
+
+def parallel_reward(factory: Callable[[], Reward], config: ExecutorConfig | None = None, **metadata) -> Reward:
+    """The reward built from `factory`, run as `config` says: kind `inline` (the default) builds it here and
+    returns it to be called directly in this process; any other kind returns `ParallelReward(factory, config,
+    **metadata)`, whose workers each build their own (close it when done, e.g. in a `with` block)."""
+    config = config or ExecutorConfig()
+    if config.kind == "inline":
+        return as_reward(factory())
+    return ParallelReward(factory, config, **metadata)

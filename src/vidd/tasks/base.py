@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from vidd.alphabets import Alphabet
@@ -34,6 +37,9 @@ class Task(SampleFormat):
             raise UserError(f"unknown task {name!r}; known tasks: {', '.join(sorted(Task.registry))}")
         return Task.registry[name]()
 
+    #: a FinetuneConfig layer applied under every preset (e.g. {"reward": {"executor": {"kind": "process"}}}
+    #: for a task whose reward is expensive)
+    defaults: dict = {}
     #: named FinetuneConfig layers, e.g. {"quick": {...}, "paper": {...}}
     presets: dict[str, dict] = {}
     #: `evaluate` keys in benchmark tables, the held-out reward first
@@ -57,6 +63,23 @@ class Task(SampleFormat):
         """The reward fine-tuning optimises."""
         raise NotImplementedError
 
+    @contextmanager
+    def training_reward_on(self, executor):
+        """The training reward, run as `executor` (an `ExecutorConfig`, `reward.executor` of the config)
+        says: built here for `inline`, else a `ParallelReward` whose workers each build it from the picklable
+        factory `task_reward`. Closed (workers stopped) when the block ends."""
+        from vidd.rewards.executors import parallel_reward
+
+        factory = (self.training_reward if executor.kind == "inline"
+                   else functools.partial(task_reward, self.name, type(self).__module__))
+        reward = parallel_reward(factory, executor)
+        try:
+            yield reward
+        finally:
+            close = getattr(reward, "close", None)
+            if callable(close):
+                close()
+
     evaluation_reward = None  # a separate oracle for honest evaluation
 
     def evaluate(self, seqs: list[str], **options) -> dict:
@@ -74,3 +97,14 @@ class Task(SampleFormat):
 
             raise ConfigError(f"task {self.name!r} has no preset {name!r}; presets: {sorted(self.presets)}")
         return self.presets[name]
+
+
+def task_reward(name: str, module: str | None = None):
+    """`Task.get(name).training_reward()`, as a picklable factory (with `functools.partial`) for reward
+    executors, whose workers build the reward themselves. `module`, the task class's module, is imported
+    first, so that a task defined outside vidd is registered in a fresh worker process too."""
+    import vidd.tasks  # noqa: F401  (registers the built-in tasks)
+
+    if module and module != "__main__":
+        importlib.import_module(module)
+    return Task.get(name).training_reward()

@@ -4,6 +4,11 @@ Each iteration the trainer calls `collect` (no gradients: roll-in, roll-out, val
 `accumulation` times, turns every returned batch of training examples into per-example losses
 with `example_loss` (in chunks, back-propagated as it goes), takes one optimiser step, then
 calls `end_of_iteration` (e.g. the lazy update of the roll-out model).
+
+Every `collect` call is a chunk with its own randomness (`ctx.generator`, `ctx.chunk`); in a
+data-parallel run the chunks are spread over processes. Statistics must therefore stay within
+one collected batch (e.g. advantage standardisation), and state that later iterations read goes
+through `chunk_state` / `merge_chunk_state`, which the trainer merges across processes.
 """
 
 from __future__ import annotations
@@ -56,6 +61,15 @@ class Method:
         raise NotImplementedError
 
     def end_of_iteration(self, ctx: Context) -> None:
+        pass
+
+    def chunk_state(self) -> dict:
+        """What this process's `collect` calls of the iteration keep for later iterations, by chunk index
+        (picklable, on the CPU; e.g. fresh roll-ins for a replay buffer). The trainer gathers it from
+        every process and hands the union to `merge_chunk_state` before `end_of_iteration`."""
+        return {}
+
+    def merge_chunk_state(self, state: dict) -> None:
         pass
 
     def state_dict(self) -> dict:
@@ -120,6 +134,12 @@ class RollInMethod(Method):
         interval = getattr(self.config, "update_interval", 0)
         if interval:
             lazy_update(ctx, interval)
+
+    def chunk_state(self) -> dict:
+        return self.rollin.fresh
+
+    def merge_chunk_state(self, state: dict) -> None:
+        self.rollin.commit(state)
 
     def state_dict(self) -> dict:
         return {"rollin": self.rollin.state_dict()}
