@@ -231,3 +231,14 @@ def test_wrong_alphabet_samples_are_rejected(tiny_moses, tmp_path):
     path.write_text("C[Si](C)(C)C\n")
     with pytest.raises(SequenceError, match=r"si.smi: molecule 1: token '\[Si\]'"):
         Task.get("moses-qed").read_samples(path)
+
+
+def test_docking_task_defaults_put_the_reward_on_a_process_pool():
+    from vidd import config as cfg
+    from vidd.finetune import FinetuneConfig
+    from vidd.tasks.molecules import PARP1Docking
+
+    task = PARP1Docking()
+    config = cfg.build(FinetuneConfig, task.defaults, task.preset("quick"))
+    assert config.reward.executor.kind == "process" and config.reward.executor.workers == 2
+    assert config.reward.on_failure == "penalty" and config.overlap and config.accumulation == 2

@@ -302,7 +302,7 @@ class Trainer:
                    "eval_uniqueness": len(set(seqs)) / len(seqs), "eval_loglik_median": float(np.median(loglik)),
                    "eval_kl_to_pretrained": kl}
             if self.eval_reward is not None:
-                row["eval_reward_median"] = float(np.median(self.eval_reward(seqs)))
+                row["eval_reward_median"] = float(np.nanmedian(self.eval_reward(seqs)))
             if self.out:
                 self._write_samples(f"iter_{ctx.iteration + 1:05d}", seqs)
         return row
@@ -331,7 +331,7 @@ class Trainer:
         self._write_samples("final", seqs)
         report = dict(self.final_evaluator(seqs)) if self.final_evaluator else {}
         if not report and self.eval_reward is not None:
-            report["eval_reward_median"] = float(np.median(self.eval_reward(seqs)))
+            report["eval_reward_median"] = float(np.nanmedian(self.eval_reward(seqs)))
         report.update(n=len(seqs), reward_calls=self.ctx.reward.calls,
                       monitor_reward_calls=self.ctx.reward.monitor_calls, wall_seconds=self.wall_seconds,
                       iterations=self.ctx.iteration)

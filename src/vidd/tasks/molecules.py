@@ -21,37 +21,31 @@ VALID_MOLECULES = 2_000
 #: SELFIES positions; longer molecules are left out of pretraining (none in the subset)
 MAX_TOKENS = 56
 
-#: an unscorable molecule (the empty one) gets this reward, logged and counted as a failure
-_QED_FAILURE = {"on_failure": "penalty", "penalty": 0.0}
-
 QED_PRESETS = {
     # ~10 min on 2 CPU cores: the DNA quick preset's shapes at 32 steps over 56 positions
     "quick": {
         "method": "vidd", "iterations": 60, "steps": 32, "batch_size": 16, "accumulation": 1, "lr": 1e-3,
         "eval_every": 10, "eval_samples": 64, "final_samples": 256, "likelihood_samples": 4,
-        "checkpoint_every": 10, "reward": _QED_FAILURE,
+        "checkpoint_every": 10,
         "vidd": {"timesteps": 8, "update_interval": 5, "alpha": 0.1, "baseline": "mean", "rollin": {"beta": 1.0}},
     },
     "bench": {
         "iterations": 100000, "steps": 32, "batch_size": 16, "accumulation": 1, "lr": 1e-3,
         "eval_every": 10, "eval_samples": 32, "likelihood_samples": 2, "checkpoint_every": 10,
-        "reward": _QED_FAILURE,
         "vidd": {"timesteps": 8, "update_interval": 5, "alpha": 0.1, "baseline": "mean"},
         "standard": {"timesteps": 8, "baseline": "mean"},
         "ddpo": {"timesteps": 8}, "ddpo_x0": {"timesteps": 8}, "ddpp": {"timesteps": 8},
     },
 }
 
-#: docking failures (a molecule that cannot be embedded or docked) score 0 kcal/mol, logged
-_DOCKING_FAILURE = {"on_failure": "penalty", "penalty": 0.0}
-
 DOCKING_PRESETS = {
-    # the paper's task at CPU scale: 8 trajectories, 4 states each, Vina at exhaustiveness 1 on a
-    # process pool; see docs/tasks/molecules.md for the measured cost per iteration
+    # the paper's task at CPU scale: 2 chunks of 4 trajectories, 4 states each, Vina at
+    # exhaustiveness 1 on the task's process pool, the next chunk sampled while one is docked;
+    # see docs/tasks/molecules.md for the measured cost per iteration
     "quick": {
-        "method": "vidd", "iterations": 20, "steps": 32, "batch_size": 8, "accumulation": 1, "lr": 1e-3,
+        "method": "vidd", "iterations": 20, "steps": 32, "batch_size": 4, "accumulation": 2, "lr": 1e-3,
         "eval_every": 10, "eval_samples": 16, "final_samples": 32, "likelihood_samples": 4,
-        "checkpoint_every": 1, "log_rollin_reward": False, "reward": _DOCKING_FAILURE,
+        "checkpoint_every": 1, "log_rollin_reward": False, "overlap": True,
         "vidd": {"timesteps": 4, "update_interval": 5, "alpha": 1.0, "baseline": "mean", "rollin": {"beta": 1.0}},
     },
 }
@@ -59,6 +53,8 @@ DOCKING_PRESETS = {
 
 class MoleculeTask(Task):
     length = MAX_TOKENS
+    #: a molecule the reward cannot score (the empty one; a failed docking) gets 0, logged and counted
+    defaults = {"reward": {"on_failure": "penalty", "penalty": 0.0}}
     sample_suffix = ".smi"
     tradeoff_metrics = ("int_div", "nll_median")
 
@@ -220,6 +216,9 @@ class PARP1Docking(MoleculeTask):
 
     name = "parp1-docking"
     presets = DOCKING_PRESETS
+    #: docking is seconds per molecule: a process pool of 2 workers (one per core here) by default
+    defaults = {"reward": {"on_failure": "penalty", "penalty": 0.0,
+                           "executor": {"kind": "process", "workers": 2, "batch_size": 1, "retries": 1}}}
     table_metrics = ("docking_median", "docking_top10", "QED", "SA", "nll_median", "validity", "uniqueness",
                      "novelty", "int_div")
     target = "PARP1"
