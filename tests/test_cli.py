@@ -55,8 +55,11 @@ def test_finetune_sample_evaluate_round_trip(tmp_path):
     r = invoke("finetune", ToyGC.name, "--preset", "quick", "--out", run)
     assert r.exit_code == 0, r.output
     assert "reward calls per iteration" in r.output
-    for name in ("config.yaml", "metrics.jsonl", "metrics.csv", "final_eval.json", "checkpoints/student.pt"):
+    for name in ("config.yaml", "metrics.jsonl", "metrics.csv", "final_eval.json", "checkpoints/student.pt",
+                 "curves.png", "report.html"):
         assert (run / name).is_file(), name
+    page = (run / "report.html").read_text()
+    assert "Final evaluation" in page and "reward_median" in page and "curves.png" in page
     executor = yaml.safe_load((run / "config.yaml").read_text())["reward"]["executor"]
     assert (executor["kind"], executor["batch_size"]) == ("serial", 3)  # task defaults < preset
     samples = tmp_path / "s.fasta"
@@ -87,6 +90,7 @@ def test_finetune_sample_evaluate_round_trip(tmp_path):
     (["evaluate", "--task", "test-toy-gc", "--samples", "{tmp}/bad.fasta"], "record 2"),
     (["evaluate", "--task", "test-toy-gc", "--samples", "{tmp}/short.fasta"], "length 5, expected 12"),
     (["evaluate", "--task", "test-toy-gc", "--samples", "{tmp}/plain.txt"], "not FASTA"),
+    (["report", "{tmp}"], "no metrics.jsonl"),
 ])
 def test_errors_are_clear(tmp_path, args, message):
     (tmp_path / "bad.fasta").write_text(">a\nACGTACGTACGT\n>b\nACGTACGTACGX\n")
@@ -172,3 +176,19 @@ def test_sample_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
     bogus.write_text("not a checkpoint")
     r = invoke("sample", ToyGC.name, "--checkpoint", bogus, "--out", tmp_path / "s.fasta")
     assert r.exit_code == 2 and "not a readable torch checkpoint" in r.output
+
+
+def test_report_of_an_interrupted_run(tmp_path):
+    """`vidd report` remakes the curves of a run that has no final evaluation (yet), from metrics.jsonl alone."""
+    run = tmp_path / "run"
+    assert invoke("finetune", ToyGC.name, "--preset", "quick", "--out", run).exit_code == 0
+    for name in ("final_eval.json", "curves.png", "report.html"):
+        (run / name).unlink()
+    r = invoke("report", run)
+    assert r.exit_code == 0, r.output
+    page = (run / "report.html").read_text()
+    assert "interrupted after iteration 2" in page and "Final evaluation" not in page
+    assert (run / "curves.png").read_bytes().startswith(b"\x89PNG")
+    (run / "metrics.jsonl").write_text('{"iteration": 1}\nnot json\n')
+    r = invoke("report", run)
+    assert r.exit_code == 2 and "line 2 is not JSON" in r.output

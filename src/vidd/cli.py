@@ -264,7 +264,17 @@ def finetune(
                               final_evaluator=t.evaluate, log=typer.echo, samples=t)
             trainer.run(resume=resume is not None)
     if trainer.group.main:
-        typer.echo(f"run folder: {out}  (final metrics in {out / 'final_eval.json'})")
+        typer.echo(f"run folder: {out}  (final metrics in {out / 'final_eval.json'}, curves in {out / 'report.html'})")
+
+
+@app.command()
+def report(run: Path = typer.Argument(..., help="a fine-tuning run folder (finished, running or interrupted)")):
+    """(Re)write a run's learning curves (curves.png) and report.html from its metrics.jsonl."""
+    from vidd.eval.report import write_report
+
+    with user_errors():
+        path = write_report(run)
+    typer.echo(f"wrote {path} and {run / 'curves.png'}")
 
 
 @app.command("model-report")

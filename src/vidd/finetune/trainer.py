@@ -321,8 +321,11 @@ class Trainer:
         return float(total.mean())
 
     def _finish(self) -> None:
+        from vidd.eval.report import write_report
+
         self.ctx.student.save(self.out / "checkpoints" / "student.pt")
         self._final_eval()
+        write_report(self.out)
 
     def _final_eval(self) -> None:
         gen = torch.Generator().manual_seed(self.config.seed + 7)
