@@ -281,8 +281,9 @@ def report(run: Path = typer.Argument(..., help="a fine-tuning run folder (finis
 def model_report(
     task: str = typer.Option(..., "--task", help="task name"),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="model file (default: the task's pretrained model)"),
-    samples: int = typer.Option(1000, "--samples", help="samples drawn for the 3-mer check"),
+    samples: int = typer.Option(1000, "--samples", help="samples drawn for the sample statistics"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the report as JSON here"),
+    device: str = typer.Option("cpu", "--device", help="torch device that samples and scores (e.g. cuda)"),
 ):
     """Held-out quality of a pretrained model: test ELBO against a Markov baseline, sample statistics."""
     import json
@@ -293,7 +294,7 @@ def model_report(
         t = Task.get(task)
         if not hasattr(t, "model_report"):
             fail(f"task {task!r} has no model report")
-        report = t.model_report(_resolve_model(t, checkpoint).eval(), n_samples=samples)
+        report = t.model_report(_resolve_model(t, checkpoint).eval().to(device), n_samples=samples)
     typer.echo(json.dumps(report, indent=2))
     if json_out:
         write_json(json_out, report)

@@ -51,13 +51,33 @@ def reference_properties(size: int = 10_000, seed: int = 0) -> tuple[tuple[str, 
     return smiles, table
 
 
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Frechet distance between Gaussians fitted to the rows of `a` and of `b`:
+    |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))."""
+    from scipy import linalg
+
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a, s_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    covmean = linalg.sqrtm(s_a @ s_b)
+    if not np.isfinite(covmean).all():  # a near-singular product: regularise as the FCD/FID references do
+        offset = np.eye(len(s_a)) * 1e-6
+        covmean = linalg.sqrtm((s_a + offset) @ (s_b + offset))
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * np.trace(covmean.real))
+
+
 def fcd(smiles: list[str], reference: list[str]) -> float:
-    """Frechet ChemNet Distance (package `fcd`, which ships the ChemNet weights); NaN without it."""
+    """Frechet ChemNet Distance: the Frechet distance of ChemNet's penultimate activations (package
+    `fcd`, which ships ChemNet's weights; the distance is computed here, as the package's own helper
+    breaks on current NumPy/SciPy). NaN without the package."""
     try:
         import fcd as fcd_package
     except ImportError:
         return float("nan")
-    return float(fcd_package.get_fcd(list(smiles), list(reference)))
+    if not hasattr(np, "row_stack"):  # fcd 1.2.2's get_predictions calls numpy.row_stack (gone in NumPy 2.5)
+        np.row_stack = np.vstack
+    model = fcd_package.load_ref_model()
+    return frechet_distance(fcd_package.get_predictions(model, list(smiles)),
+                            fcd_package.get_predictions(model, list(reference)))
 
 
 def molecule_metrics(selfies: list[str], reference: tuple[tuple[str, ...], dict] | None = None,

@@ -143,10 +143,10 @@ class DHSHepG2(Task):
         tokens = self.alphabet.encode(test, self.length)
         with torch.no_grad():
             draws = torch.stack([
-                torch.cat([model.loss(tokens[i:i + 512], gen) for i in range(0, len(tokens), 512)])
+                torch.cat([model.loss(tokens[i:i + 512].to(model.device), gen).cpu() for i in range(0, len(tokens), 512)])
                 for _ in range(elbo_draws)])
         per_seq_bits = draws.mean(0) / self.length / np.log(2)
-        samples = self.alphabet.decode(model.sample(n_samples, steps, gen, batch_size=250))
+        samples = self.alphabet.decode(model.sample(n_samples, steps, gen, batch_size=250).cpu())
         markov = MarkovChain(5).fit(data["train"].sequences)
         return {
             "test_sequences": len(test),

@@ -177,7 +177,8 @@ class MoleculeTask(Task):
         _, valid = self._corpus()
         tokens = self.alphabet.encode(valid, self.length)
         with torch.no_grad():
-            nelbo = torch.cat([model.loss(tokens[i:i + 500], gen) for i in range(0, len(tokens), 500)])
+            nelbo = torch.cat([model.loss(tokens[i:i + 500].to(model.device), gen).cpu()
+                               for i in range(0, len(tokens), 500)])
         report["valid_nelbo_bits_per_token"] = float(nelbo.mean() / self.length / np.log(2))
         report["valid_nelbo_nats_per_molecule"] = float(nelbo.mean())
         return report
