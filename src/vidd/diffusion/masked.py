@@ -81,7 +81,9 @@ class MaskedDiffusion(nn.Module):
         return next(self.parameters()).device
 
     def denoise(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """log p(x_0 | x_t): (B, L, V) over letters; unmasked positions are carried over (SUBS)."""
+        """log p(x_0 | x_t): (B, L, V) over letters; unmasked positions are carried over (SUBS).
+        t may live on another device than x_t (the chain's time grid stays on the CPU)."""
+        t = t.to(x_t.device)
         if t.dim() == 0:
             t = t.expand(x_t.shape[0])
         return self._subs(torch.log_softmax(self.backbone(x_t, t).float(), dim=-1), x_t)
@@ -90,6 +92,7 @@ class MaskedDiffusion(nn.Module):
         """`denoise` of (straight-through / relaxed) one-hot states (B, L, V + 1) float, differentiable
         through the input. SUBS carry-over follows the hard state argmax(onehot): positions whose argmax is
         a letter are carried over (one-hot, no gradient), masked ones get the network's prediction."""
+        t = t.to(onehot.device)
         if t.dim() == 0:
             t = t.expand(onehot.shape[0])
         log_probs = torch.log_softmax(self.backbone(onehot, t).float(), dim=-1)

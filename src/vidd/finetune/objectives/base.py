@@ -153,8 +153,8 @@ def masked_states(ctx: Context, traj, per_trajectory: int):
     (trajectory index b, step index k, states x_t, denoiser times t)."""
     b, k = select_timesteps(ctx, traj.states.shape[1], traj.steps, per_trajectory)
     x_t = traj.states[k, b]
-    keep = (x_t == ctx.student.mask_index).any(-1)
-    return b[keep], k[keep], x_t[keep], traj.times[k[keep]].float()
+    keep = (x_t == ctx.student.mask_index).any(-1).cpu()  # indexes the CPU b, k and the model-device x_t
+    return b[keep], k[keep], x_t[keep], traj.times[k[keep]].float().to(x_t.device)
 
 
 def select_timesteps(ctx: Context, batch: int, steps: int, per_trajectory: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -84,7 +84,7 @@ class DDPO(Method):
         adv = (r - r.mean()) / (r.std() + 1e-8) if cfg.normalize_advantage else r
         b, k = select_timesteps(ctx, n, traj.steps, cfg.timesteps)
         x_t, target = traj.states[k, b], self.targets(traj.states, b, k)
-        keep = self.usable(x_t, target, ctx.student.mask_index)
+        keep = self.usable(x_t, target, ctx.student.mask_index).cpu()  # indexes the CPU b, k too
         b, k, x_t, target = b[keep], k[keep], x_t[keep], target[keep]
         t = traj.times[k].float()
         with ctx.timed("rollout"):

@@ -73,7 +73,7 @@ class DDPP(RollInMethod):
             lp_pre = torch.cat([self.log_likelihood(ctx.pretrained, x_t[i:i + bs], x0[i:i + bs], t[i:i + bs])
                                 for i in range(0, len(x_t), bs)]) if len(x_t) else torch.zeros(0)
         target = torch.as_tensor((r0 - v_t) / cfg.alpha, dtype=torch.float32)
-        examples = {"x_t": x_t, "x0": x0, "t": t, "anchor": lp_pre.float() + target}
+        examples = {"x_t": x_t, "x0": x0, "t": t, "anchor": lp_pre.float().cpu() + target}
         stats = {"examples": float(len(x_t)), "target_mean": float(target.mean()) if len(target) else float("nan")}
         return Batch(examples, traj.final, stats)
 

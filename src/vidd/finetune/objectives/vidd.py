@@ -64,7 +64,7 @@ class VIDD(RollInMethod):
         cfg = self.config
         traj = self.rollin.sample(ctx, n)
         b, k, x_t, t_t = masked_states(ctx, traj, cfg.timesteps)
-        t_s = traj.times[k + 1].float()
+        t_s = traj.times[k + 1].float().to(x_t.device)
         teacher = self.teacher(ctx)
         with ctx.timed("rollout"):
             x_s = torch.cat([
