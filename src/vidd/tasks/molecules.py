@@ -24,13 +24,13 @@ MAX_TOKENS = 56
 QED_PRESETS = {
     # ~10 min on 2 CPU cores: the DNA quick preset's shapes at 32 steps over 56 positions
     "quick": {
-        "method": "vidd", "iterations": 60, "steps": 32, "batch_size": 16, "accumulation": 1, "lr": 1e-3,
+        "method": "vidd", "iterations": 60, "steps": 32, "batch_size": 16, "accumulation": 1, "lr": 1e-4,
         "eval_every": 10, "eval_samples": 64, "final_samples": 256, "likelihood_samples": 4,
         "checkpoint_every": 10,
         "vidd": {"timesteps": 8, "update_interval": 5, "alpha": 0.1, "baseline": "mean", "rollin": {"beta": 1.0}},
     },
     "bench": {
-        "iterations": 100000, "steps": 32, "batch_size": 16, "accumulation": 1, "lr": 1e-3,
+        "iterations": 100000, "steps": 32, "batch_size": 16, "accumulation": 1, "lr": 1e-4,
         "eval_every": 10, "eval_samples": 32, "likelihood_samples": 2, "checkpoint_every": 10,
         "vidd": {"timesteps": 8, "update_interval": 5, "alpha": 0.1, "baseline": "mean"},
         "standard": {"timesteps": 8, "baseline": "mean"},
@@ -43,7 +43,7 @@ DOCKING_PRESETS = {
     # exhaustiveness 1 on the task's process pool, the next chunk sampled while one is docked;
     # see docs/tasks/molecules.md for the measured cost per iteration
     "quick": {
-        "method": "vidd", "iterations": 20, "steps": 32, "batch_size": 4, "accumulation": 2, "lr": 1e-3,
+        "method": "vidd", "iterations": 20, "steps": 32, "batch_size": 4, "accumulation": 2, "lr": 1e-4,
         "eval_every": 10, "eval_samples": 16, "final_samples": 32, "likelihood_samples": 4,
         "checkpoint_every": 1, "log_rollin_reward": False, "overlap": True,
         "vidd": {"timesteps": 4, "update_interval": 5, "alpha": 1.0, "baseline": "mean", "rollin": {"beta": 1.0}},
