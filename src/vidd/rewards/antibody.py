@@ -115,7 +115,11 @@ def _antiberty(weights_dir: str | None):
 
 
 class NaturalnessReward(SequenceReward):
-    """AntiBERTy log-likelihood of the residues in `region` (nats per residue, higher = more natural)."""
+    """AntiBERTy log-likelihood of the residues in `region` (nats per residue, higher = more natural).
+
+    masked-marginal: mask every position of `region` at once ([CLS] VH [SEP], nothing else masked) and average
+    log p(true residue) over the region; pseudo: mask one region position at a time (the rest of the VH
+    visible) and average. Probabilities are over the 20 amino acids (special tokens excluded)."""
 
     name = "naturalness"
 
@@ -127,13 +131,25 @@ class NaturalnessReward(SequenceReward):
         self.weights_dir, self.batch_size = weights_dir, batch_size
         self.cost_hint = 0.05 if mode == "masked-marginal" else 0.05 * (region[1] - region[0])
 
-    @torch.no_grad()
+    def scorable(self, seqs):
+        return [ok and len(s) >= self.region[1] for ok, s in zip(super().scorable(seqs), seqs)]
+
     def score_valid(self, seqs):
+        out = np.empty(len(seqs))
+        for length in set(map(len, seqs)):  # one batch shape per length
+            index = [i for i, s in enumerate(seqs) if len(s) == length]
+            out[index] = self._score_same_length([seqs[i] for i in index])
+        return out
+
+    @torch.no_grad()
+    def _score_same_length(self, seqs: list[str]) -> np.ndarray:
         from vidd.diffusion.adapters import ANTIBERTY_VOCAB
 
         lm = _antiberty(self.weights_dir)
         vocab = {t: i for i, t in enumerate(ANTIBERTY_VOCAB)}
+        letters = torch.tensor([vocab[c] for c in PROTEIN.letters])
         tokens = torch.tensor([[vocab["[CLS]"], *(vocab[c] for c in s), vocab["[SEP]"]] for s in seqs])
+        labels = torch.tensor([[0, *(PROTEIN.letters.index(c) for c in s), 0] for s in seqs])  # letter indices
         a, b = self.region[0] + 1, self.region[1] + 1  # +1: [CLS]
         positions = list(range(a, b))
         # rows: (sequence index, positions masked together)
@@ -148,8 +164,9 @@ class NaturalnessReward(SequenceReward):
             for r, (_, ps) in enumerate(chunk):
                 masked[r, ps] = True
             x[masked] = vocab["[MASK]"]
-            log_p = torch.log_softmax(lm(input_ids=x).prediction_logits.double(), -1)
-            true_lp = log_p.gather(-1, tokens[index].unsqueeze(-1)).squeeze(-1)
+            # log-probabilities over the 20 amino acids (special tokens excluded, as antiberty's own scorer does)
+            log_p = torch.log_softmax(lm(input_ids=x).prediction_logits[..., letters].double(), -1)
+            true_lp = log_p.gather(-1, labels[index].unsqueeze(-1)).squeeze(-1)
             total.index_add_(0, index, torch.where(masked, true_lp, torch.zeros_like(true_lp)).sum(-1))
         return (total / len(positions)).numpy()
 
@@ -163,9 +180,8 @@ IGFOLD_LICENCE = ("IgFold is distributed under the JHU academic software licence
 def _igfold_runner(num_models: int):
     from vidd.diffusion.adapters import antiberty_weights_dir, require
 
-    require("pydssp", "antibody", "the beta-strand reward")
-    os.environ.setdefault("ANTIBERTY_WEIGHTS_DIR", str(antiberty_weights_dir()))  # IgFold embeds with AntiBERTy
     igfold = require("igfold", "antibody", f"the IgFold structure rewards ({IGFOLD_LICENCE})")
+    os.environ.setdefault("ANTIBERTY_WEIGHTS_DIR", str(antiberty_weights_dir()))  # IgFold embeds with AntiBERTy
     with contextlib.redirect_stdout(io.StringIO()):
         return igfold.IgFoldRunner(num_models=num_models)
 
@@ -182,8 +198,9 @@ class Fold:
 def fold_antibody(heavy: str, light: str, num_models: int = 1) -> Fold:
     """IgFold (no refinement, no renumbering) then pydssp on its N, CA, C, O coordinates; cached per pair, so
     the two structure rewards of one sequence share one prediction."""
-    import pydssp
+    from vidd.diffusion.adapters import require
 
+    pydssp = require("pydssp", "antibody", "the beta-strand reward")
     runner = _igfold_runner(num_models)
     with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
         out = runner.fold(None, sequences={"H": heavy, "L": light}, skip_pdb=True, do_refine=False, do_renum=False)
