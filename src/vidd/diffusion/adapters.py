@@ -51,6 +51,14 @@ class MissingExtra(UserError, ImportError):
     """An optional dependency is not installed; the message names the extra that provides it."""
 
 
+#: how to install what no extra can declare (pins that conflict with vidd's own dependencies)
+INSTALL_HINTS = {
+    "evodiff": "evodiff pins numpy<2, so it is not a vidd extra; install it without its pins: pip install --no-deps "
+               "evodiff==1.1.2 sequence-models==1.8.0 fair-esm==2.0.0 && pip install scikit-learn pandas seaborn lmdb "
+               "blosum pdb-tools requests 'setuptools<81' (see docs/tasks/antibody.md)",
+}
+
+
 def require(module: str, extra: str, purpose: str):
     """Import `module`, or fail with the pip command that installs the extra providing it."""
     import importlib
@@ -58,8 +66,9 @@ def require(module: str, extra: str, purpose: str):
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise MissingExtra(f"{purpose} needs the Python package {module.split('.')[0]!r}: "
-                           f"pip install 'vidd[{extra}]' ({type(e).__name__}: {e})") from e
+        package = module.split(".")[0]
+        how = INSTALL_HINTS.get(extra) or f"pip install 'vidd[{extra}]'"
+        raise MissingExtra(f"{purpose} needs the Python package {package!r}: {how} ({type(e).__name__}: {e})") from e
 
 
 # ------------------------------------------------------------------ architectures
@@ -93,7 +102,7 @@ def _build_antiberty(config: dict) -> nn.Module:
 
 
 def _build_bytenet(config: dict) -> nn.Module:
-    module = require("evodiff.model", "protein-evodiff", "an EvoDiff OA-DM model")
+    module = require("evodiff.model", "evodiff", "an EvoDiff OA-DM model")
     return module.ByteNetLMTime(**config)
 
 
@@ -319,7 +328,7 @@ def load_evodiff_oadm(checkpoint: str | Path, config: str | Path | dict | None =
     if not checkpoint.is_file():
         raise FileNotFoundError(f"EvoDiff checkpoint not found: {checkpoint}")
     if config is None:
-        require("evodiff.model", "protein-evodiff", "an EvoDiff OA-DM model")
+        require("evodiff.model", "evodiff", "an EvoDiff OA-DM model")
         import importlib.util
 
         spec = importlib.util.find_spec("config")
