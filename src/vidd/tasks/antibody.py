@@ -99,6 +99,12 @@ class AntibodyCDRH3(Task):
 
         return template_tokens(self.alphabet, self.antibody.heavy, slice(*self.h3))
 
+    def pretrain_sequences(self):
+        from vidd.errors import UserError
+
+        raise UserError(f"{self.name}: the prior is AntiBERTy, pretrained by its authors on 558M antibody "
+                        f"sequences; `vidd pretrain` does not train it")
+
     def pretrained_model(self):
         """AntiBERTy (weights of the antiberty==0.1.3 wheel) as an OA in-filling model of CDR-H3."""
         from vidd.diffusion.adapters import antiberty_prior
