@@ -6,6 +6,7 @@ same classes written in the same formats."""
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import torch
 from vidd.alphabets import DNA, PROTEIN
 from vidd.diffusion.adapters import (
     ANTIBERTY_VOCAB, MaskedLMBackbone, MissingExtra, OrderAgnosticDiffusion, adapter_model, load_esm2,
-    load_evodiff_oadm, from_hf_masked_lm, evodiff_oadm_arguments, require, reveal_schedule, template_tokens,
+    load_evodiff_oadm, from_hf_masked_lm, evodiff_config_path, evodiff_oadm_arguments, require, reveal_schedule, template_tokens,
     vocabulary_ids,
 )
 from vidd.diffusion.backbones import DilatedCNN
@@ -268,6 +269,8 @@ def test_evodiff_oadm_loader_on_a_tiny_bytenet_in_evodiff_checkpoint_format(tmp_
     assert_infilling(model, traj.states, vh_template())
     model.save(tmp_path / "m.pt")
     assert isinstance(MaskedDiffusion.load(tmp_path / "m.pt"), OrderAgnosticDiffusion)
+    arguments = evodiff_oadm_arguments(json.loads(evodiff_config_path().read_text()))  # the 38M model's shape
+    assert (arguments["d_model"], arguments["n_layers"], arguments["n_tokens"]) == (1024, 16, 31)
     torch.save({"weights": {}}, tmp_path / "bad.tar")
     with pytest.raises(ValueError, match="model_state_dict"):
         load_evodiff_oadm(tmp_path / "bad.tar", config, length=5)

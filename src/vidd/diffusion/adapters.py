@@ -319,6 +319,15 @@ def evodiff_oadm_arguments(config: dict) -> dict:
     }
 
 
+def evodiff_config_path(name: str = "config38M.json") -> Path:
+    """A model config the evodiff wheel installs next to the package (site-packages/config/)."""
+    evodiff = require("evodiff", "evodiff", "an EvoDiff OA-DM model")
+    path = Path(evodiff.__file__).resolve().parents[1] / "config" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found (the evodiff wheel installs it); pass config= explicitly")
+    return path
+
+
 def load_evodiff_oadm(checkpoint: str | Path, config: str | Path | dict | None = None, length: int | None = None,
                       template: torch.Tensor | None = None, alphabet: Alphabet = PROTEIN) -> OrderAgnosticDiffusion:
     """EvoDiff OA-DM (the paper's protein prior) from a local checkpoint file in EvoDiff's format (a torch file
@@ -328,13 +337,7 @@ def load_evodiff_oadm(checkpoint: str | Path, config: str | Path | dict | None =
     if not checkpoint.is_file():
         raise FileNotFoundError(f"EvoDiff checkpoint not found: {checkpoint}")
     if config is None:
-        require("evodiff.model", "evodiff", "an EvoDiff OA-DM model")
-        import importlib.util
-
-        spec = importlib.util.find_spec("config")
-        if spec is None or spec.submodule_search_locations is None:
-            raise FileNotFoundError("the evodiff package's config/config38M.json was not found; pass config=")
-        config = Path(list(spec.submodule_search_locations)[0]) / "config38M.json"
+        config = evodiff_config_path()
     if not isinstance(config, dict):
         config = json.loads(Path(config).read_text())
     payload = torch.load(checkpoint, map_location="cpu", weights_only=False)
