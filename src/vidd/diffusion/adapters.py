@@ -149,10 +149,6 @@ class MaskedLMBackbone(Backbone):
         self.register_buffer("prefix", torch.tensor(config.prefix, dtype=torch.long), persistent=False)
         self.register_buffer("suffix", torch.tensor(config.suffix, dtype=torch.long), persistent=False)
 
-    @property
-    def vocab_size(self) -> int:
-        return len(self.config.token_ids) - 1
-
     def lm_input(self, tokens: torch.Tensor) -> torch.Tensor:
         """vidd token ids (B, L) -> the LM's input ids (B, len(prefix) + L + len(suffix))."""
         b = tokens.shape[0]
@@ -192,11 +188,6 @@ class OrderAgnosticDiffusion(MaskedDiffusion):
 
     def initial_state(self, n: int) -> torch.Tensor:
         return self.template.to(self.device).expand(n, -1).clone()
-
-    def fixed_mismatch(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B,) bool: sequences that differ from the template at a fixed position."""
-        fixed = ~self.designable.to(tokens.device)
-        return ((tokens != self.template.to(tokens.device)) & fixed).any(-1)
 
     @staticmethod
     def reveal_counts(masked: torch.Tensor, reveal: torch.Tensor) -> torch.Tensor:
