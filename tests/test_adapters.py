@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -148,6 +150,11 @@ def test_checkpoint_round_trip_keeps_the_template_and_the_weights(tmp_path):
     x = model.initial_state(2)
     a, b = model.denoise(x, torch.tensor(1.0)), loaded.eval().denoise(x, torch.tensor(1.0))
     assert torch.allclose(a[:, DESIGN], b[:, DESIGN], atol=1e-5)
+    # a fresh interpreter that never imported the adapters loads it too (as `vidd sample --checkpoint` does)
+    code = ("from vidd.diffusion.masked import MaskedDiffusion; "
+            f"m = MaskedDiffusion.load({str(path)!r}); print(type(m).__name__, int(m.designable.sum()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["OrderAgnosticDiffusion", "10"]
 
 
 def test_relaxed_inputs_are_refused_with_a_clear_message():

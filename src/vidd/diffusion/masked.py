@@ -10,6 +10,7 @@ masked with probability m_{k+1} / m_k.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from vidd.diffusion.backbones import Backbone
 from vidd.diffusion.schedule import LogLinearSchedule, NoiseSchedule
 
 CHECKPOINT_FORMAT = "vidd-masked-diffusion-1"
+#: modules defining vidd's other chains, imported when a checkpoint names one
+BUILTIN_CHAINS = {"order-agnostic": "vidd.diffusion.adapters"}
 
 
 class CheckpointError(UserError, ValueError):
@@ -275,6 +278,8 @@ class MaskedDiffusion(nn.Module):
         if payload.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"not a vidd masked-diffusion checkpoint (format {payload.get('format')!r})")
         chain = payload.get("chain", "masked")
+        if chain not in MaskedDiffusion.chains and chain in BUILTIN_CHAINS:
+            importlib.import_module(BUILTIN_CHAINS[chain])  # registers the chain and its backbones
         if chain not in MaskedDiffusion.chains:
             raise CheckpointError(f"unknown chain {chain!r} (known: {sorted(MaskedDiffusion.chains)}); a model class "
                                   f"defined outside vidd must be imported before its checkpoints are loaded")
