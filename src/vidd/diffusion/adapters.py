@@ -149,6 +149,14 @@ class MaskedLMBackbone(Backbone):
         self.register_buffer("prefix", torch.tensor(config.prefix, dtype=torch.long), persistent=False)
         self.register_buffer("suffix", torch.tensor(config.suffix, dtype=torch.long), persistent=False)
 
+    def train(self, mode: bool = True):
+        """The LM always runs in eval mode (no dropout, whatever its config says): the denoiser is a
+        deterministic function of its input, like vidd's own backbones (dropout 0), so a seeded CPU run is
+        reproducible. Gradients flow as usual."""
+        super().train(mode)
+        self.lm.eval()
+        return self
+
     def lm_input(self, tokens: torch.Tensor) -> torch.Tensor:
         """vidd token ids (B, L) -> the LM's input ids (B, len(prefix) + L + len(suffix))."""
         b = tokens.shape[0]
