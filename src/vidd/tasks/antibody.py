@@ -31,8 +31,8 @@ from vidd.tasks.base import Task
 
 #: fine-tuning presets; costs measured in docs/tasks/antibody.md
 PRESETS = {
-    # ~10 min on 2 CPU cores (8.5 min measured): 4 OA steps (K = 4, 3, 3, 3 of trastuzumab's 13 CDR-H3 positions), 8 roll-ins
-    # and 2 of their states per update, a BERT fine-tuning learning rate
+    # ~10 min on 2 CPU cores (8.5 min measured): 4 OA steps (K = 4, 3, 3, 3 of trastuzumab's 13 CDR-H3
+    # positions), 8 roll-ins and 2 of their states per update, a BERT fine-tuning learning rate
     "quick": {
         "method": "vidd", "iterations": 40, "steps": 4, "batch_size": 8, "accumulation": 1, "lr": 3e-5,
         "eval_every": 10, "eval_samples": 32, "final_samples": 64, "likelihood_samples": 2,
