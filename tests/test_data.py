@@ -9,7 +9,8 @@ import pytest
 
 from vidd.alphabets import DNA, SequenceError
 from vidd.data.dhs import read_dhs_table
-from vidd.data.fetch import FetchError, WheelFile, fetch_wheel_file
+from vidd.data import fetch
+from vidd.data.fetch import FetchError, WheelFile, fetch_wheel_file, fetch_wheel_files
 from vidd.seqio import read_sequences, write_fasta
 
 PAYLOAD = b"dhs_id\tsequence\n"
@@ -40,6 +41,20 @@ def test_fetch_extracts_and_verifies(local_index, tmp_path):
     assert path.read_bytes() == PAYLOAD
     assert fetch_wheel_file(spec(), cache) == path  # second call: from the cache
     assert [p.name for p in cache.iterdir()] == ["table.txt"]  # no temporary leftovers
+
+
+def test_fetch_several_files_of_one_wheel_downloads_it_once_into_subfolders(local_index, tmp_path, monkeypatch):
+    downloads = []
+    real = fetch._download_wheel
+    monkeypatch.setattr(fetch, "_download_wheel", lambda package, dest: downloads.append(package) or real(package, dest))
+    sha = hashlib.sha256(PAYLOAD).hexdigest()
+    specs = [WheelFile("toydata==1.0", "toydata/data/table.txt", sha, "toy/a.txt"),
+             WheelFile("toydata==1.0", "toydata/data/table.txt", sha, "toy/b.txt")]
+    cache = tmp_path / "cache"
+    paths = fetch_wheel_files(specs, cache)
+    assert [p.relative_to(cache).as_posix() for p in paths] == ["toy/a.txt", "toy/b.txt"]
+    assert all(p.read_bytes() == PAYLOAD for p in paths) and downloads == ["toydata==1.0"]
+    assert fetch_wheel_files(specs, cache) == paths and downloads == ["toydata==1.0"]  # from the cache
 
 
 def test_fetch_rejects_checksum_mismatch(local_index, tmp_path):

@@ -60,7 +60,7 @@ def _run_finetune(plan: BenchPlan, task: Task, method: str, seed: int, folder: P
     if not resume and folder.exists():  # started but never checkpointed: start again
         for p in sorted(folder.rglob("*"), reverse=True):
             p.unlink() if p.is_file() else p.rmdir()
-    with task.training_reward_on(config.reward.executor) as reward:
+    with task.training_reward_on(config.reward) as reward:
         trainer = Trainer(config, task.pretrained_model(), reward, task.evaluation_reward, folder,
                           log=lambda *a: None, samples=task)
         result = trainer.run(resume=resume)
@@ -83,7 +83,7 @@ def _run_sampler(plan: BenchPlan, task: Task, method: str, seed: int) -> tuple[l
         raise ValueError(f"a budget of {plan.budget} calls is too small for {method}: one candidate per "
                          f"output already costs {per_call} calls ({plan.samples} samples, {steps} steps)")
     guide = cls(cfg.build(cls.Config, {"n_candidates": per_output}))
-    with task.training_reward_on(config.reward.executor) as inner:
+    with task.training_reward_on(config.reward) as inner:
         reward = CountedReward(inner)
         tokens = guide.generate(model, reward, plan.samples, steps, gen)
     return model.alphabet.decode(tokens.cpu()), {"reward_calls": reward.calls}

@@ -259,7 +259,7 @@ def finetune(
         else:
             base = [t.defaults, t.preset(preset) if preset else {}]
         config = cfg.build(FinetuneConfig, *base, *layers(config_file, overrides))
-        with t.training_reward_on(config.reward.executor) as reward:
+        with t.training_reward_on(config.reward) as reward:
             trainer = Trainer(config, t.pretrained_model(), reward, t.evaluation_reward, out,
                               final_evaluator=t.evaluate, log=typer.echo, samples=t)
             trainer.run(resume=resume is not None)

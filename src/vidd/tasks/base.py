@@ -63,15 +63,40 @@ class Task(SampleFormat):
         """The reward fine-tuning optimises."""
         raise NotImplementedError
 
+    #: named reward terms `reward.terms` of the config may weight, with their default weights (empty: the
+    #: task has one fixed training reward); `training_reward` and `evaluation_reward` read `reward_weights`
+    reward_terms: dict[str, float] = {}
+
+    @property
+    def reward_weights(self) -> dict[str, float]:
+        return getattr(self, "_reward_weights", None) or dict(self.reward_terms)
+
+    def set_reward_terms(self, terms: dict[str, float] | None) -> None:
+        """Weight the task's named reward terms (config `reward.terms`); empty or None keeps the defaults."""
+        if not terms:
+            return
+        from vidd.config import ConfigError
+
+        if not self.reward_terms:
+            raise ConfigError(f"reward.terms: task {self.name!r} has no named reward terms (its training reward "
+                              f"is fixed)")
+        unknown = sorted(set(terms) - set(self.reward_terms))
+        if unknown:
+            raise ConfigError(f"reward.terms: unknown term(s) {unknown} of task {self.name!r}; "
+                              f"terms: {sorted(self.reward_terms)}")
+        self._reward_weights = {k: float(v) for k, v in terms.items()}
+
     @contextmanager
-    def training_reward_on(self, executor):
-        """The training reward, run as `executor` (an `ExecutorConfig`, `reward.executor` of the config)
-        says: built here for `inline`, else a `ParallelReward` whose workers each build it from the picklable
-        factory `task_reward`. Closed (workers stopped) when the block ends."""
+    def training_reward_on(self, policy):
+        """The training reward with the terms of `policy` (the config's `reward`: a `RewardPolicy`), run as
+        its `executor` says: built here for `inline`, else a `ParallelReward` whose workers each build it from
+        the picklable factory `task_reward`. Closed (workers stopped) when the block ends."""
         from vidd.rewards.executors import parallel_reward
 
+        executor = policy.executor
+        self.set_reward_terms(policy.terms)
         factory = (self.training_reward if executor.kind == "inline"
-                   else functools.partial(task_reward, self.name, type(self).__module__))
+                   else functools.partial(task_reward, self.name, type(self).__module__, policy.terms))
         reward = parallel_reward(factory, executor)
         try:
             yield reward
@@ -99,12 +124,15 @@ class Task(SampleFormat):
         return self.presets[name]
 
 
-def task_reward(name: str, module: str | None = None):
-    """`Task.get(name).training_reward()`, as a picklable factory (with `functools.partial`) for reward
-    executors, whose workers build the reward themselves. `module`, the task class's module, is imported
-    first, so that a task defined outside vidd is registered in a fresh worker process too."""
+def task_reward(name: str, module: str | None = None, terms: dict | None = None):
+    """`Task.get(name).training_reward()` (with reward `terms`), as a picklable factory (with
+    `functools.partial`) for reward executors, whose workers build the reward themselves. `module`, the task
+    class's module, is imported first, so that a task defined outside vidd is registered in a fresh worker
+    process too."""
     import vidd.tasks  # noqa: F401  (registers the built-in tasks)
 
     if module and module != "__main__":
         importlib.import_module(module)
-    return Task.get(name).training_reward()
+    task = Task.get(name)
+    task.set_reward_terms(terms)
+    return task.training_reward()

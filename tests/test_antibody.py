@@ -1,0 +1,286 @@
+"""Antibody CDR-H3 redesign: IMGT numbering of the constant antibodies, the rewards on known sequences
+(checked against ProtParam and antiberty's own scorer), the task's in-filling prior and metrics, the CLI,
+and the error paths. A tiny randomly initialised AntiBERTy (the antiberty package's class, saved with
+`save_pretrained`) stands in for the real weights through ANTIBERTY_WEIGHTS_DIR; the tests on the real
+weights (fetched from the antiberty==0.1.3 wheel) and on IgFold are marked slow."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+pytest.importorskip("transformers", reason="the antibody task needs the [protein] extra: pip install 'vidd[protein]'")
+pytest.importorskip("antiberty", reason="the antibody task needs the [protein] extra: pip install 'vidd[protein]'")
+pytest.importorskip("anarcii", reason="antibody numbering needs the [protein] extra: pip install 'vidd[protein]'")
+
+from vidd.alphabets import SequenceError  # noqa: E402
+from vidd.cli import app  # noqa: E402
+from vidd.config import ConfigError  # noqa: E402
+from vidd.data.antibodies import ANTIBODIES, antibody, number_heavy_chain  # noqa: E402
+from vidd.diffusion.adapters import MissingExtra, OrderAgnosticDiffusion  # noqa: E402
+from vidd.errors import UserError  # noqa: E402
+from vidd.rewards import antibody as rewards  # noqa: E402
+from vidd.rewards.antibody import (  # noqa: E402
+    DEVELOPABILITY_TARGETS, DevelopabilityReward, NaturalnessReward, TargetRange, cdr_properties,
+)
+from vidd.rewards.counted import RewardPolicy  # noqa: E402
+from vidd.tasks import Task  # noqa: E402
+
+TRASTUZUMAB = ANTIBODIES["trastuzumab"].heavy
+#: IMGT CDRs of the heavy chains (IMGT/mAb-DB); CDR-H3 = IMGT 105-117
+EXPECTED_H3 = {"trastuzumab": "SRWGGDGFYAMDY", "pembrolizumab": "ARRDYRFDMGFDY", "adalimumab": "AKVSYLSTASSLDY",
+               "nivolumab": "ATNDDY"}
+
+
+@pytest.fixture(scope="module")
+def tiny_antiberty(tmp_path_factory):
+    """A tiny random AntiBERTy saved like the real weights folder; the numbering cache in a temp folder."""
+    from transformers import BertConfig
+
+    from antiberty.model.AntiBERTy import AntiBERTy
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("antiberty")
+    config = BertConfig(vocab_size=25, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=160, pad_token_id=0)
+    AntiBERTy(config).eval().save_pretrained(folder)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ANTIBERTY_WEIGHTS_DIR", str(folder))
+        mp.setenv("VIDD_CACHE", str(tmp_path_factory.mktemp("cache")))
+        rewards._antiberty.cache_clear()
+        yield folder
+    rewards._antiberty.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def task(tiny_antiberty):
+    return Task.get("antibody-cdrh3")
+
+
+# ------------------------------------------------------------------ numbering
+@pytest.mark.parametrize("name", sorted(EXPECTED_H3))
+def test_imgt_numbering_gives_the_known_cdr_h3(tiny_antiberty, name):
+    numbering = number_heavy_chain(ANTIBODIES[name].heavy)
+    assert numbering.cdr("H3") == EXPECTED_H3[name]
+    a, b = numbering.region("H3")
+    assert ANTIBODIES[name].heavy[a - 1] == "C" and ANTIBODIES[name].heavy[b] == "W"  # Cys104 ... Trp118
+
+
+def test_numbering_of_trastuzumab_cdrs_and_the_cache(tiny_antiberty):
+    from vidd.data import antibodies
+
+    numbering = number_heavy_chain(TRASTUZUMAB)
+    assert numbering.cdrs == {"H1": "GFNIKDTY", "H2": "IYPTNGYT", "H3": "SRWGGDGFYAMDY"}
+    path = antibodies._cache_path(TRASTUZUMAB)
+    assert path.is_file() and json.loads(path.read_text())["scheme"] == "imgt"
+    assert number_heavy_chain(TRASTUZUMAB) == numbering  # read back from the cache
+
+
+def test_a_light_chain_is_not_numbered_as_a_heavy_chain(tiny_antiberty):
+    from vidd.data.antibodies import NumberingError
+
+    with pytest.raises(NumberingError, match="heavy chain"):
+        number_heavy_chain(ANTIBODIES["trastuzumab"].light, cache=False)
+
+
+def test_unknown_antibody_and_task_names():
+    with pytest.raises(UserError, match="unknown antibody 'foo'.*trastuzumab"):
+        antibody("foo")
+    with pytest.raises(UserError, match="unknown task"):
+        Task.get("antibody-cdrh3-foo")
+    assert {f"antibody-cdrh3-{n}" for n in ANTIBODIES} <= set(Task.registry)
+
+
+# ------------------------------------------------------------------ rewards
+def test_developability_matches_protparam_and_the_documented_hinges():
+    from Bio.SeqUtils.ProtParam import ProteinAnalysis
+
+    cdr_list = ["GFNIKDTY", "IYPTNGYT", "SRWGGDGFYAMDY"]  # trastuzumab's IMGT H1, H2, H3
+    regions = [(TRASTUZUMAB.index(c), TRASTUZUMAB.index(c) + len(c)) for c in cdr_list]
+    reward = DevelopabilityReward(regions, len(TRASTUZUMAB))
+    cdrs = "".join(cdr_list)
+    assert reward.cdr_string(TRASTUZUMAB) == cdrs
+    p = ProteinAnalysis(cdrs)
+    props = cdr_properties(cdrs)
+    assert props == pytest.approx({"gravy": p.gravy(), "charge": p.charge_at_pH(7.4), "pi": p.isoelectric_point(),
+                                   "instability": p.instability_index()})
+    # by hand: GRAVY -0.74 (<= -0.5: 0), charge -1.46 (in [-2, 2]: 0), pI 4.43 (< 5: (5 - pI) / 1),
+    # instability 51.2 (> 40: (II - 40) / 10)
+    expected = -((5.0 - props["pi"]) + (props["instability"] - 40.0) / 10.0)
+    assert reward([TRASTUZUMAB])[0] == pytest.approx(expected)
+    assert TargetRange(low=1, high=2, scale=0.5).penalty(3.0) == pytest.approx(2.0)
+    assert set(DEVELOPABILITY_TARGETS) == {"gravy", "charge", "pi", "instability"}
+
+
+def test_unscorable_sequences_get_nan():
+    reward = DevelopabilityReward([(0, 5)], length=10)
+    values = reward(["ACDEFGHIKL", "ACDEFGHIKX", "ACDEF"])
+    assert np.isfinite(values[0]) and np.isnan(values[1:]).all()
+
+
+def test_naturalness_pseudo_mode_equals_antibertys_own_pseudo_log_likelihood(tiny_antiberty):
+    from antiberty import AntiBERTyRunner
+
+    seqs = [TRASTUZUMAB, "A" + TRASTUZUMAB[1:], ANTIBODIES["nivolumab"].heavy]
+    ours = NaturalnessReward((0, len(TRASTUZUMAB)), mode="pseudo")(seqs)
+    theirs = AntiBERTyRunner(device="cpu", checkpoint_path=str(tiny_antiberty)).pseudo_log_likelihood(seqs[:2])
+    np.testing.assert_allclose(ours[:2], theirs.double().numpy(), rtol=1e-5)
+    assert np.isnan(ours[2])  # nivolumab's VH is shorter than the region: unscorable
+    short = NaturalnessReward((0, 10), mode="pseudo")(seqs)  # mixed lengths are scored by length group
+    np.testing.assert_allclose(short[:2], NaturalnessReward((0, 10), mode="pseudo")(seqs[:2]))
+    assert np.isfinite(short).all()
+
+
+def test_masked_marginal_naturalness_equals_the_priors_marginals(task):
+    """The training naturalness of a VH is the prior's own log p(x_0 | template) over CDR-H3 (a separate path)."""
+    model = task.pretrained_model()
+    a, b = task.h3
+    with torch.no_grad():
+        log_x0 = model.denoise(model.initial_state(1), torch.tensor(1.0))[0]
+    x0 = model.alphabet.encode([TRASTUZUMAB])[0]
+    by_prior = float(log_x0[torch.arange(a, b), x0[a:b]].mean())
+    assert NaturalnessReward(task.h3, mode="masked-marginal")([TRASTUZUMAB])[0] == pytest.approx(by_prior, abs=1e-5)
+    one = NaturalnessReward((a, a + 1), mode="masked-marginal")([TRASTUZUMAB])[0]
+    assert one == pytest.approx(NaturalnessReward((a, a + 1), mode="pseudo")([TRASTUZUMAB])[0])
+
+
+def test_missing_igfold_extra_is_named(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "igfold", None)
+    monkeypatch.setitem(__import__("sys").modules, "pydssp", None)
+    rewards._igfold_runner.cache_clear()
+    rewards.fold_antibody.cache_clear()
+    with pytest.raises(MissingExtra, match=r"vidd\[antibody\]"):
+        rewards.IgFoldReward("DIQ", (0, 3))(["ACDEF"])
+
+
+# ------------------------------------------------------------------ the task
+def test_the_prior_designs_only_cdr_h3(task):
+    model = task.pretrained_model()
+    assert isinstance(model, OrderAgnosticDiffusion) and model.length == len(TRASTUZUMAB)
+    traj = model.sample(4, 4, torch.Generator().manual_seed(0), record=True)
+    a, b = task.h3
+    fixed = torch.ones(model.length, dtype=torch.bool)
+    fixed[a:b] = False
+    native = model.alphabet.encode([TRASTUZUMAB])[0]
+    assert (traj.states[:, :, fixed] == native[fixed]).all()
+    assert (traj.states[0, :, a:b] == model.mask_index).all()
+    seqs = model.alphabet.decode(traj.final)
+    task.check(seqs)
+
+
+def test_evaluate_metrics_on_a_known_set(task, tmp_path):
+    a, b = task.h3
+    native = task.native_h3
+    loops = [native, "A" * len(native), "A" * (len(native) - 1) + "C"]
+    seqs = [TRASTUZUMAB[:a] + h3 + TRASTUZUMAB[b:] for h3 in loops]
+    out = task.evaluate(seqs, likelihood_samples=2, structure_samples=0)
+    # diversity by hand over the m(m-1) = 6 ordered pairs of normalised Hamming distances
+    n = len(native)
+    d01 = sum(x != "A" for x in native) / n
+    d02 = sum(x != y for x, y in zip(native, loops[2])) / n
+    d12 = 1 / n
+    assert out["diversity"] == pytest.approx(2 * (d01 + d02 + d12) / 6)
+    assert out["recovery"] == pytest.approx(np.mean([1.0, native.count("A") / n,
+                                                     sum(x == y for x, y in zip(native, loops[2])) / n]))
+    assert out["uniqueness"] == 1.0 and out["n"] == 3
+    total = task.evaluation_reward(seqs)
+    assert out["reward_median"] == pytest.approx(float(np.median(total)))
+    natural = NaturalnessReward(task.h3, mode="pseudo")(seqs)
+    assert out["naturalness_median"] == pytest.approx(float(np.median(natural)))
+    assert task.diversity(seqs) == pytest.approx(out["diversity"])
+    path = tmp_path / "s.fasta"
+    task.write_samples(path, seqs)
+    assert f"cdr_h3={native}" in path.read_text()
+    assert task.read_samples(path) == seqs
+
+
+def test_evaluate_rejects_bad_samples(task):
+    a, b = task.h3
+    with pytest.raises(SequenceError, match="character 'X'"):
+        task.evaluate([TRASTUZUMAB[:-1] + "X"], structure_samples=0)
+    with pytest.raises(SequenceError, match="length"):
+        task.evaluate([TRASTUZUMAB[:-1]], structure_samples=0)
+    framework_changed = "A" + TRASTUZUMAB[1:]
+    with pytest.raises(SequenceError, match="only CDR-H3"):
+        task.evaluate([framework_changed], structure_samples=0)
+
+
+def test_reward_terms_select_and_weight_the_training_reward(tiny_antiberty):
+    task = Task.get("antibody-cdrh3-nivolumab")
+    assert set(task.training_reward().terms) == {"developability", "naturalness"}
+    task.set_reward_terms({"developability": 2.0})
+    reward = task.training_reward()
+    assert set(reward.terms) == {"developability"}
+    heavy = ANTIBODIES["nivolumab"].heavy
+    assert reward([heavy])[0] == pytest.approx(2 * reward.terms["developability"][1]([heavy])[0])
+    with pytest.raises(ConfigError, match="unknown term"):
+        task.set_reward_terms({"binding": 1.0})
+    with pytest.raises(ConfigError, match="no named reward terms"):
+        Task.get("dhs-hepg2").set_reward_terms({"developability": 1.0})
+    with task.training_reward_on(RewardPolicy(terms={"naturalness": 1.0})) as r:
+        assert set(r.terms) == {"naturalness"}
+
+
+def test_finetune_cli_smoke(tiny_antiberty, tmp_path):
+    run = tmp_path / "run"
+    args = ["finetune", "antibody-cdrh3-nivolumab", "--preset", "quick", "--out", str(run),
+            "--set", "iterations=2", "--set", "eval_every=1", "--set", "eval_samples=4",
+            "--set", "final_samples=4", "--set", "batch_size=4"]
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr("vidd.tasks.antibody.AntibodyCDRH3._structure", lambda self, seqs, n: {})
+    try:
+        r = CliRunner().invoke(app, args)
+    finally:
+        monkey.undo()
+    assert r.exit_code == 0, r.output
+    final = json.loads((run / "final_eval.json").read_text())
+    for key in ("reward_median", "developability_median", "naturalness_median", "recovery", "diversity"):
+        assert np.isfinite(final[key]), key
+    task = Task.get("antibody-cdrh3-nivolumab")
+    samples = task.read_samples(run / "samples" / "final.fasta")  # checks the framework is unchanged
+    assert len(samples) == 4
+    r = CliRunner().invoke(app, ["sample", "antibody-cdrh3-nivolumab", "--checkpoint", str(run), "--n", "3",
+                                 "--steps", "3", "--out", str(tmp_path / "s.fasta")])
+    assert r.exit_code == 0, r.output
+    assert len(task.read_samples(tmp_path / "s.fasta")) == 3
+
+
+# ------------------------------------------------------------------ real weights (downloaded once) and IgFold
+@pytest.mark.slow
+def test_real_antiberty_scores_the_native_loop_above_scrambled_and_poly_w_loops(monkeypatch):
+    monkeypatch.delenv("ANTIBERTY_WEIGHTS_DIR", raising=False)
+    rewards._antiberty.cache_clear()
+    try:
+        a, b = 96, 109
+        native = TRASTUZUMAB[a:b]
+        seqs = [TRASTUZUMAB, TRASTUZUMAB[:a] + native[::-1] + TRASTUZUMAB[b:], TRASTUZUMAB[:a] + "W" * 13 + TRASTUZUMAB[b:]]
+        for mode in ("masked-marginal", "pseudo"):
+            values = NaturalnessReward((a, b), len(TRASTUZUMAB), mode)(seqs)
+            assert values[0] > values[1] + 1.0 and values[1] > values[2], mode
+            assert -3.0 < values[0] < -1.0, mode  # nats per residue of a real CDR-H3
+    finally:
+        rewards._antiberty.cache_clear()
+
+
+@pytest.mark.slow
+def test_igfold_structure_rewards_on_trastuzumab(monkeypatch):
+    pytest.importorskip("igfold", reason="IgFold needs the [antibody] extra (academic, non-commercial licence)")
+    pytest.importorskip("pydssp", reason="pydssp needs the [antibody] extra")
+    monkeypatch.delenv("ANTIBERTY_WEIGHTS_DIR", raising=False)
+    rewards._igfold_runner.cache_clear()
+    rewards.fold_antibody.cache_clear()
+    light = ANTIBODIES["trastuzumab"].light
+    error = rewards.IgFoldReward(light, (96, 109), "h3_error", len(TRASTUZUMAB))
+    beta = rewards.IgFoldReward(light, (96, 109), "beta_match", len(TRASTUZUMAB), beta_target=0.5)
+    e = error([TRASTUZUMAB])[0]
+    assert -5.0 < e < 0.0  # minus a mean predicted error of a few Angstrom at most
+    fold = rewards.fold_antibody(TRASTUZUMAB, light)
+    assert len(fold.prmsd) == len(TRASTUZUMAB) + len(light) and set(fold.dssp) <= set("HE-")
+    assert fold.dssp.count("E") > 0.3 * len(fold.dssp)  # an immunoglobulin fold is mostly beta strands
+    fraction = fold.dssp[96:109].count("E") / 13
+    assert beta([TRASTUZUMAB])[0] == pytest.approx(-abs(fraction - 0.5))
+    assert rewards.fold_antibody.cache_info().hits >= 1  # both rewards used one prediction
