@@ -21,7 +21,8 @@ from vidd.alphabets import SequenceError  # noqa: E402
 from vidd.cli import app  # noqa: E402
 from vidd.config import ConfigError  # noqa: E402
 from vidd.data.antibodies import ANTIBODIES, antibody, number_heavy_chain  # noqa: E402
-from vidd.diffusion.adapters import MissingExtra, OrderAgnosticDiffusion  # noqa: E402
+from vidd.diffusion.adapters import OrderAgnosticDiffusion  # noqa: E402
+from vidd.extras import MissingExtra  # noqa: E402
 from vidd.errors import UserError  # noqa: E402
 from vidd.rewards import antibody as rewards  # noqa: E402
 from vidd.rewards.antibody import (  # noqa: E402

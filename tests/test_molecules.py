@@ -278,3 +278,11 @@ def test_fcd_is_small_for_a_set_against_itself_and_larger_against_other_molecule
     alkanes = ["C" * n for n in range(2, 9)] + ["CC(C)" * n + "C" for n in range(1, 5)]
     assert fcd(drugs, drugs) == pytest.approx(0.0, abs=1e-3)
     assert fcd(drugs, alkanes) > 10.0
+
+
+def test_a_missing_chemistry_package_names_the_extra():
+    from vidd.chem.molecules import require
+    from vidd.extras import MissingExtra
+
+    with pytest.raises(MissingExtra, match=r"small molecules needs the Python package 'no_such_chem_pkg': pip install 'vidd\[chem\]'"):
+        require("no_such_chem_pkg")

@@ -7,12 +7,11 @@ SELFIES' own no-operation token `[nop]`, which the decoder skips; trailing pads 
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from vidd.alphabets import Alphabet, SequenceError
 from vidd.atomic import atomic_open
-from vidd.errors import UserError
+from vidd import extras
 
 PAD = "[nop]"
 
@@ -23,10 +22,7 @@ class MoleculeError(SequenceError):
 
 def require(module: str):
     """Import an optional chemistry dependency, or say which extra installs it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise UserError(f"{module} is needed for small molecules: pip install 'vidd[chem]' ({e})") from e
+    return extras.require(module, "chem", "small molecules")
 
 
 def _quiet_rdkit():

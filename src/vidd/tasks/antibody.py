@@ -212,7 +212,7 @@ class AntibodyCDRH3(Task):
         return NaturalnessReward(self.h3, self.length, "pseudo")(seqs)
 
     def _structure(self, seqs: list[str], n: int) -> dict:
-        from vidd.diffusion.adapters import MissingExtra
+        from vidd.extras import MissingExtra
         from vidd.rewards.antibody import IgFoldReward
 
         if n <= 0:
