@@ -45,6 +45,11 @@ class ToyGC(Task):
     def evaluate(self, seqs, **options):
         return {"reward_median": float(np.median(gc(seqs))), "diversity": diversity(seqs), "n": len(seqs)}
 
+    def model_report(self, model, n_samples: int = 1000):
+        """Where the model runs and what it samples (enough to check the CLI's options)."""
+        seqs = self.alphabet.decode(model.sample(n_samples, 4, torch.Generator().manual_seed(0)).cpu())
+        return {"device": str(model.device), "samples": len(seqs), "gc": float(np.mean(gc(seqs)))}
+
 
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
@@ -91,6 +96,7 @@ def test_finetune_sample_evaluate_round_trip(tmp_path):
     (["evaluate", "--task", "test-toy-gc", "--samples", "{tmp}/short.fasta"], "length 5, expected 12"),
     (["evaluate", "--task", "test-toy-gc", "--samples", "{tmp}/plain.txt"], "not FASTA"),
     (["report", "{tmp}"], "no metrics.jsonl"),
+    (["model-report", "--task", "dhs-hepg2", "--checkpoint", "{tmp}/none.pt"], "not found"),
 ])
 def test_errors_are_clear(tmp_path, args, message):
     (tmp_path / "bad.fasta").write_text(">a\nACGTACGTACGT\n>b\nACGTACGTACGX\n")
@@ -192,3 +198,10 @@ def test_report_of_an_interrupted_run(tmp_path):
     (run / "metrics.jsonl").write_text('{"iteration": 1}\nnot json\n')
     r = invoke("report", run)
     assert r.exit_code == 2 and "line 2 is not JSON" in r.output
+
+
+def test_model_report_runs_on_the_given_device_and_writes_json(tmp_path):
+    out = tmp_path / "report.json"
+    r = invoke("model-report", "--task", ToyGC.name, "--samples", 5, "--device", "cpu", "--json", out)
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text())["device"] == "cpu" and json.loads(out.read_text())["samples"] == 5
