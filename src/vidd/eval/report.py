@@ -45,8 +45,8 @@ def _series(rows: list[dict], key: str, x: str = "iteration") -> tuple[list, lis
     return [p[0] for p in points], [p[1] for p in points]
 
 
-def plot_curves(rows: list[dict], path: Path) -> list[str]:
-    """Write the learning curves to `path` (PNG); returns the panel titles drawn."""
+def plot_curves(rows: list[dict], path: Path) -> None:
+    """Write the learning curves to `path` (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,7 +80,6 @@ def plot_curves(rows: list[dict], path: Path) -> list[str]:
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
-    return [title for title, _ in panels] + ["sample efficiency"]
 
 
 def _table(pairs) -> str:
