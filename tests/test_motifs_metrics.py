@@ -226,3 +226,10 @@ def test_markov_is_normalised_and_matches_bruteforce():
             ctx = ctx * 4 + "ACGT".index(c)
         ll += mc.log2p[j][ctx, "ACGT".index(s[t])]
     assert mc.log_loss_bits([s]) == pytest.approx(-ll / len(s))
+
+
+def test_finite_median_skips_unscorable_samples():
+    from vidd.eval.metrics import finite_median
+
+    assert finite_median([1.0, float("nan"), 3.0, float("inf"), 2.0]) == 2.0
+    assert np.isnan(finite_median([float("nan")])) and np.isnan(finite_median([]))

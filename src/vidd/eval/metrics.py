@@ -40,6 +40,13 @@ def _encode_bytes(seqs: list[str], what: str) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8).reshape(len(seqs), length)
 
 
+def finite_median(values) -> float:
+    """Median of the finite values (NaN marks a sample a reward could not score); NaN if there are none."""
+    values = np.asarray(values, dtype=float)
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite)) if len(finite) else float("nan")
+
+
 def diversity(seqs: Sequence[str]) -> float:
     """Mean normalised Hamming distance over the m(m-1) ordered pairs i != j (not divided by m^2).
 

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from vidd.atomic import atomic_open
 from vidd.config import ConfigError, option, to_dict
 from vidd.diffusion.masked import MaskedDiffusion, atomic_torch_save
+from vidd.eval.metrics import finite_median
 from vidd.finetune.context import Context
 from vidd.finetune.distributed import ProcessGroup, merge_reward_accounting, world_size
 from vidd.finetune.objectives import (
@@ -302,7 +303,7 @@ class Trainer:
                    "eval_uniqueness": len(set(seqs)) / len(seqs), "eval_loglik_median": float(np.median(loglik)),
                    "eval_kl_to_pretrained": kl}
             if self.eval_reward is not None:
-                row["eval_reward_median"] = float(np.nanmedian(self.eval_reward(seqs)))
+                row["eval_reward_median"] = finite_median(self.eval_reward(seqs))
             if self.out:
                 self._write_samples(f"iter_{ctx.iteration + 1:05d}", seqs)
         return row
@@ -334,7 +335,7 @@ class Trainer:
         self._write_samples("final", seqs)
         report = dict(self.final_evaluator(seqs)) if self.final_evaluator else {}
         if not report and self.eval_reward is not None:
-            report["eval_reward_median"] = float(np.nanmedian(self.eval_reward(seqs)))
+            report["eval_reward_median"] = finite_median(self.eval_reward(seqs))
         report.update(n=len(seqs), reward_calls=self.ctx.reward.calls,
                       monitor_reward_calls=self.ctx.reward.monitor_calls, wall_seconds=self.wall_seconds,
                       iterations=self.ctx.iteration)

@@ -181,11 +181,11 @@ class AntibodyCDRH3(Task):
         reward = self.evaluation_reward
         parts = reward.components(seqs)
         total = reward.combine(parts)
-        out = {"reward_median": _median(total), "reward_mean": float(np.nanmean(total))}
+        out = {"reward_median": metrics.finite_median(total), "reward_mean": float(np.nanmean(total))}
         for key, values in parts.items():
-            out[f"{key}_median"] = _median(values)
+            out[f"{key}_median"] = metrics.finite_median(values)
         if "naturalness" not in parts:
-            out["naturalness_median"] = _median(self._naturalness(seqs))
+            out["naturalness_median"] = metrics.finite_median(self._naturalness(seqs))
         out.update(self._structure(seqs, structure_samples))
         steps = self.h3[1] - self.h3[0]
         tokens = self.alphabet.encode(seqs, self.length)
@@ -226,11 +226,6 @@ class AntibodyCDRH3(Task):
         beta = np.array([folder.beta_fraction(s) for s in subset])
         return {"predicted_error_median": float(np.median(errors)), "beta_fraction_mean": float(beta.mean()),
                 "structure_n": len(subset)}
-
-
-def _median(values: np.ndarray) -> float:
-    finite = values[np.isfinite(values)]
-    return float(np.median(finite)) if len(finite) else float("nan")
 
 
 for _name in ANTIBODIES:  # antibody-cdrh3-NAME for every antibody (antibody-cdrh3 is trastuzumab)

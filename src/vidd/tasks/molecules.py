@@ -205,9 +205,9 @@ class MosesQED(MoleculeTask):
         return QEDReward()
 
     def reward_metrics(self, seqs):
-        values = self.evaluation_reward(seqs)
-        finite = values[np.isfinite(values)]
-        return {"qed_median": float(np.median(finite)) if len(finite) else float("nan")}
+        from vidd.eval.metrics import finite_median
+
+        return {"qed_median": finite_median(self.evaluation_reward(seqs))}
 
 
 class PARP1Docking(MoleculeTask):
@@ -239,11 +239,13 @@ class PARP1Docking(MoleculeTask):
         return ParallelReward(factory, ExecutorConfig(kind="process", batch_size=1, retries=1))
 
     def reward_metrics(self, seqs):
+        from vidd.eval.metrics import finite_median
+
         values = self.evaluation_reward(seqs)
         finite = np.sort(values[np.isfinite(values)])[::-1]
         top = finite[: max(1, len(finite) // 10)]
         return {
-            "docking_median": float(np.median(finite)) if len(finite) else float("nan"),
+            "docking_median": finite_median(finite),
             "docking_top10": float(top.mean()) if len(finite) else float("nan"),
             "docking_failures": int(len(values) - len(finite)),
         }
