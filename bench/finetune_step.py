@@ -22,7 +22,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from vidd import config as cfg
+from vidd.core import config as cfg
 from vidd.finetune import FinetuneConfig, Trainer
 from vidd.finetune.trainer import PHASES
 from vidd.tasks import Task

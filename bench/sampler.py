@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from vidd.alphabets import DNA
+from vidd.core.alphabets import DNA
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.diffusion.pretrain import ModelConfig
 

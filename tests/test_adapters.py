@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from vidd.alphabets import DNA, PROTEIN
+from vidd.core.alphabets import DNA, PROTEIN
 from vidd.diffusion.adapters import (
     ANTIBERTY_VOCAB, MaskedLMBackbone, OrderAgnosticDiffusion, adapter_model, load_esm2,
     load_evodiff_oadm, from_hf_masked_lm, evodiff_config_path, evodiff_oadm_arguments, reveal_schedule, template_tokens,
     vocabulary_ids,
 )
 from vidd.diffusion.backbones import DilatedCNN
-from vidd.extras import MissingExtra, require
+from vidd.core.extras import MissingExtra, require
 from vidd.diffusion.masked import MaskedDiffusion
 
 VH = "EVQLVESGGGLVQPGGSLRLSCAAS"  # 25 residues; positions 5..14 designable below

@@ -17,13 +17,13 @@ pytest.importorskip("transformers", reason="the antibody task needs the [protein
 pytest.importorskip("antiberty", reason="the antibody task needs the [protein] extra: pip install 'vidd[protein]'")
 pytest.importorskip("anarcii", reason="antibody numbering needs the [protein] extra: pip install 'vidd[protein]'")
 
-from vidd.alphabets import SequenceError  # noqa: E402
+from vidd.core.alphabets import SequenceError  # noqa: E402
 from vidd.cli import app  # noqa: E402
-from vidd.config import ConfigError  # noqa: E402
+from vidd.core.config import ConfigError  # noqa: E402
 from vidd.data.antibodies import ANTIBODIES, antibody, number_heavy_chain  # noqa: E402
 from vidd.diffusion.adapters import OrderAgnosticDiffusion  # noqa: E402
-from vidd.extras import MissingExtra  # noqa: E402
-from vidd.errors import UserError  # noqa: E402
+from vidd.core.extras import MissingExtra  # noqa: E402
+from vidd.core.errors import UserError  # noqa: E402
 from vidd.rewards import antibody as rewards  # noqa: E402
 from vidd.rewards.antibody import (  # noqa: E402
     DEVELOPABILITY_TARGETS, DevelopabilityReward, NaturalnessReward, TargetRange, cdr_properties,

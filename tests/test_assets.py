@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from vidd.cli import app
 from vidd.rewards.oracle import CellTypeOracleReward
-from vidd.seqio import read_sequences
+from vidd.core.seqio import read_sequences
 from vidd.tasks import Task, assets_dir
 
 ASSETS = assets_dir()

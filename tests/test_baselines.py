@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from test_finetune import toy_model
 from toy import all_states, exact_sample_distribution
-from vidd import config as cfg
-from vidd.alphabets import DNA
+from vidd.core import config as cfg
+from vidd.core.alphabets import DNA
 from vidd.diffusion.pretrain import ModelConfig
 from vidd.finetune import FinetuneConfig, finetune
 from vidd.finetune.context import Context

@@ -11,7 +11,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from vidd.alphabets import DNA
+from vidd.core.alphabets import DNA
 from vidd.cli import app, config_markdown
 from vidd.diffusion.pretrain import ModelConfig
 from vidd.eval.metrics import diversity

@@ -7,11 +7,11 @@ import zipfile
 
 import pytest
 
-from vidd.alphabets import DNA, SequenceError
+from vidd.core.alphabets import DNA, SequenceError
 from vidd.data.dhs import read_dhs_table
 from vidd.data import fetch
 from vidd.data.fetch import FetchError, WheelFile, fetch_wheel_file, fetch_wheel_files
-from vidd.seqio import read_sequences, write_fasta
+from vidd.core.seqio import read_sequences, write_fasta
 
 PAYLOAD = b"dhs_id\tsequence\n"
 

@@ -18,11 +18,12 @@ import torch
 from scipy import stats
 from torch import nn
 
-from vidd.alphabets import DNA, PROTEIN, Alphabet, SequenceError
+from vidd.core.alphabets import DNA, PROTEIN, Alphabet, SequenceError
 from vidd.diffusion.backbones import Backbone, DilatedCNN, Transformer
-from vidd.diffusion.masked import MaskedDiffusion, Trajectory, atomic_torch_save
+from vidd.core.atomic import atomic_torch_save
+from vidd.diffusion.masked import MaskedDiffusion, Trajectory
 from vidd.diffusion.schedule import CosineSchedule, LogLinearSchedule, NoiseSchedule
-from vidd.errors import UserError
+from vidd.core.errors import UserError
 
 TOY = Alphabet("toy", "AB")
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from vidd import config as cfg
-from vidd.alphabets import DNA
-from vidd.config import ConfigError
+from vidd.core import config as cfg
+from vidd.core.alphabets import DNA
+from vidd.core.config import ConfigError
 from vidd.diffusion.pretrain import ModelConfig
 from vidd.finetune import FinetuneConfig, finetune
 

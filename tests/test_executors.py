@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vidd.config import ConfigError
+from vidd.core.config import ConfigError
 from vidd.rewards.base import Reward
 from vidd.rewards.counted import CountedReward, RewardFailure, RewardPolicy
 from vidd.rewards.executors import (

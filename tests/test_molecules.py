@@ -12,7 +12,7 @@ import torch
 pytest.importorskip("rdkit", reason="small molecules need the [chem] extra: pip install 'vidd[chem]'")
 pytest.importorskip("selfies", reason="small molecules need the [chem] extra: pip install 'vidd[chem]'")
 
-from vidd.alphabets import SequenceError  # noqa: E402
+from vidd.core.alphabets import SequenceError  # noqa: E402
 from vidd.chem.metrics import molecule_metrics  # noqa: E402
 from vidd.chem.molecules import (  # noqa: E402
     PAD, MoleculeError, canonical_smiles, mol_from_smiles, read_smi, read_smi_selfies, selfies_alphabet,
@@ -143,7 +143,7 @@ def test_molecule_rewards_give_nan_for_the_empty_molecule_and_the_policy_counts_
 
 def test_dockstring_targets_and_boxes():
     pytest.importorskip("dockstring", reason="docking needs the [chem] extra")
-    from vidd.config import ConfigError
+    from vidd.core.config import ConfigError
     from vidd.rewards.chem import DockingConfig, DockingReward, dockstring_targets, read_box
 
     targets = dockstring_targets()
@@ -234,7 +234,7 @@ def test_wrong_alphabet_samples_are_rejected(tiny_moses, tmp_path):
 
 
 def test_docking_task_defaults_put_the_reward_on_a_process_pool():
-    from vidd import config as cfg
+    from vidd.core import config as cfg
     from vidd.finetune import FinetuneConfig
     from vidd.tasks.molecules import PARP1Docking
 
@@ -282,7 +282,7 @@ def test_fcd_is_small_for_a_set_against_itself_and_larger_against_other_molecule
 
 def test_a_missing_chemistry_package_names_the_extra():
     from vidd.chem.molecules import require
-    from vidd.extras import MissingExtra
+    from vidd.core.extras import MissingExtra
 
     with pytest.raises(MissingExtra, match=r"small molecules needs the Python package 'no_such_chem_pkg': pip install 'vidd\[chem\]'"):
         require("no_such_chem_pkg")

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from vidd.alphabets import SequenceError
+from vidd.core.alphabets import SequenceError
 from vidd.eval.markov import MarkovChain
 from vidd.eval.metrics import diversity, kmer_corr, kmer_count_vectors, kmer_counts, motif_corr, uniqueness
 from vidd.rewards.motifs import HEPG2_TFS, MotifReward, MotifScanner, load_jaspar_motifs, score_tail

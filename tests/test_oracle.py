@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidd.alphabets import SequenceError
+from vidd.core.alphabets import SequenceError
 from vidd.data.dhs import CELL_TYPES, DHSSplit
 from vidd.rewards.oracle import (
     CellTypeClassifier,
@@ -153,7 +153,7 @@ def test_oracle_report(trained):
 
 
 def test_config_rejects_bad_half():
-    from vidd import config as cfg
+    from vidd.core import config as cfg
 
     with pytest.raises(cfg.ConfigError, match="half"):
         cfg.build(OracleConfig, {"half": 2})

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vidd import config as cfg
-from vidd.atomic import atomic_open
+from vidd.core import config as cfg
+from vidd.core.atomic import atomic_open
 from vidd.finetune import FinetuneConfig, Trainer
 from vidd.finetune.objectives import Method
 from vidd.guidance import Guidance

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from vidd import config as cfg
+from vidd.core import config as cfg
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Reward-guided fine-tuning of masked discrete diffusion models (VIDD and baselines).")
@@ -30,7 +30,7 @@ def fail(message: str) -> None:
 @contextmanager
 def user_errors():
     """Errors caused by the user's input end the command with a message, not a traceback."""
-    from vidd.errors import UserError
+    from vidd.core.errors import UserError
 
     try:
         yield
@@ -41,7 +41,7 @@ def user_errors():
 def write_json(path: Path, obj) -> None:
     import json
 
-    from vidd.atomic import atomic_open
+    from vidd.core.atomic import atomic_open
 
     with atomic_open(path) as f:
         json.dump(obj, f, indent=2)
@@ -76,8 +76,8 @@ def pretrain(
             train, val = t.pretrain_sequences()
             alpha, length = t.pretrain_alphabet(train), t.length
         else:
-            from vidd import alphabets
-            from vidd.seqio import read_sequences
+            from vidd.core import alphabets
+            from vidd.core.seqio import read_sequences
 
             alpha = {"DNA": alphabets.DNA, "protein": alphabets.PROTEIN}.get(alphabet)
             if alpha is None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vidd.config import ConfigError, option
+from vidd.core.config import ConfigError, option
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.rewards.counted import CountedReward
 

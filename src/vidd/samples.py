@@ -11,7 +11,7 @@ class SampleFormat:
     sample_suffix = ".fasta"
 
     def write_samples(self, path, seqs: list[str]) -> None:
-        from vidd.seqio import write_fasta
+        from vidd.core.seqio import write_fasta
 
         write_fasta(path, seqs)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidd.alphabets import Alphabet, SequenceError
-from vidd.atomic import atomic_open
-from vidd import extras
+from vidd.core.alphabets import Alphabet, SequenceError
+from vidd.core.atomic import atomic_open
+from vidd.core import extras
 
 PAD = "[nop]"
 

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 
-from vidd.errors import UserError
+from vidd.core.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def number_heavy_chain(sequence: str, cache: bool = True) -> Numbering:
             return Numbering(sequence, tuple(tuple(p) if p else None for p in data["positions"]))
     numbering = _anarcii_numbering(sequence)
     if cache:
-        from vidd.atomic import atomic_open
+        from vidd.core.atomic import atomic_open
 
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_open(path) as f:
@@ -114,7 +114,7 @@ def number_heavy_chain(sequence: str, cache: bool = True) -> Numbering:
 
 
 def _anarcii_numbering(sequence: str) -> Numbering:
-    from vidd.diffusion.adapters import require
+    from vidd.core.extras import require
 
     anarcii = require("anarcii", "protein", "antibody numbering")
     import contextlib

@@ -15,7 +15,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidd.errors import UserError
+from vidd.core.errors import UserError
 
 
 class FetchError(UserError, RuntimeError):

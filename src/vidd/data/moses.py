@@ -49,7 +49,7 @@ def selfies_corpus(size: int, seed: int = 0) -> list[str]:
     if path.is_file():
         return path.read_text().split()
     corpus = [smiles_to_selfies(s, where=f"MOSES training molecule {s!r}") for s in training_subset(size, seed)]
-    from vidd.atomic import atomic_open
+    from vidd.core.atomic import atomic_open
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path) as f:

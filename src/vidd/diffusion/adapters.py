@@ -40,11 +40,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from vidd.alphabets import PROTEIN, Alphabet
+from vidd.core.alphabets import PROTEIN, Alphabet
 from vidd.diffusion.backbones import Backbone
 from vidd.diffusion.masked import MaskedDiffusion, uniform, gumbel_argmax
 from vidd.diffusion.schedule import LinearSchedule, NoiseSchedule
-from vidd.extras import require
+from vidd.core.extras import require
 
 
 # ------------------------------------------------------------------ architectures

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vidd.alphabets import Alphabet
-from vidd.atomic import atomic_open
-from vidd.errors import UserError
+from vidd.core.alphabets import Alphabet
+from vidd.core.atomic import atomic_torch_save
+from vidd.core.errors import UserError
 from vidd.diffusion.backbones import Backbone
 from vidd.diffusion.schedule import LogLinearSchedule, NoiseSchedule
 
@@ -314,9 +314,3 @@ class MaskedDiffusion(nn.Module):
 
 
 MaskedDiffusion.chains[MaskedDiffusion.chain] = MaskedDiffusion
-
-
-def atomic_torch_save(obj, path: str | Path) -> None:
-    """torch.save through `atomic_open`: no half-written checkpoint is ever left behind."""
-    with atomic_open(path, "wb") as f:
-        torch.save(obj, f)

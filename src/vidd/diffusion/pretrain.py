@@ -13,10 +13,11 @@ from typing import Literal
 import torch
 from tqdm.auto import tqdm
 
-from vidd.alphabets import Alphabet
-from vidd.config import option, to_dict
+from vidd.core.alphabets import Alphabet
+from vidd.core.config import option, to_dict
 from vidd.diffusion.backbones import DilatedCNN, Transformer
-from vidd.diffusion.masked import MaskedDiffusion, atomic_torch_save
+from vidd.core.atomic import atomic_torch_save
+from vidd.diffusion.masked import MaskedDiffusion
 from vidd.diffusion.schedule import NoiseSchedule
 
 

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from vidd.alphabets import DNA, SequenceError
+from vidd.core.alphabets import DNA, SequenceError
 
 _LOOKUP = np.full(256, -1, dtype=np.int64)
 for _i, _c in enumerate("ACGT"):

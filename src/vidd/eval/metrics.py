@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from vidd.alphabets import SequenceError
+from vidd.core.alphabets import SequenceError
 
 __all__ = ["diversity", "uniqueness", "kmer_counts", "kmer_count_vectors", "kmer_corr", "motif_corr", "pearson"]
 
@@ -99,7 +99,7 @@ def kmer_counts(seqs: Sequence[str], k: int) -> np.ndarray:
         except UnicodeEncodeError:
             x = None
         if x is None or (x < 0).any():
-            from vidd.alphabets import DNA
+            from vidd.core.alphabets import DNA
 
             for i, s in enumerate(group):
                 DNA.validate(s, where="kmer_counts: sequence")

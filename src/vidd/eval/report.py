@@ -8,8 +8,8 @@ import html
 import json
 from pathlib import Path
 
-from vidd.atomic import atomic_open
-from vidd.errors import UserError
+from vidd.core.atomic import atomic_open
+from vidd.core.errors import UserError
 
 #: panels of curves.png: (title, [(metrics.jsonl key, label)]); a panel whose keys no row has is left out
 PANELS = (

@@ -17,7 +17,7 @@ from typing import Callable, TypeVar
 import torch
 import torch.distributed as dist
 
-from vidd.errors import UserError
+from vidd.core.errors import UserError
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from typing import Literal
 
 import torch
 
-from vidd.config import ConfigError, option
+from vidd.core.config import ConfigError, option
 from vidd.diffusion.masked import Trajectory
 from vidd.finetune.context import Context
 

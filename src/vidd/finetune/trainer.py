@@ -19,9 +19,10 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from vidd.atomic import atomic_open
-from vidd.config import ConfigError, option, to_dict
-from vidd.diffusion.masked import MaskedDiffusion, atomic_torch_save
+from vidd.core.atomic import atomic_open
+from vidd.core.config import ConfigError, option, to_dict
+from vidd.core.atomic import atomic_torch_save
+from vidd.diffusion.masked import MaskedDiffusion
 from vidd.eval.metrics import finite_median
 from vidd.finetune.context import Context
 from vidd.finetune.distributed import ProcessGroup, merge_reward_accounting, world_size

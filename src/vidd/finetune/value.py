@@ -8,10 +8,10 @@ from typing import Literal
 import numpy as np
 import torch
 
-from vidd.config import ConfigError, option
+from vidd.core.config import ConfigError, option
 from vidd.diffusion.masked import gumbel_argmax
 from vidd.finetune.context import Context
-from vidd.rewards.counted import log_mean_exp
+from vidd.core.numerics import log_mean_exp
 
 
 @dataclass

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vidd.alphabets import PROTEIN
+from vidd.core.alphabets import PROTEIN
 from vidd.rewards.base import Reward
 
 Region = tuple[int, int]  # [start, end) indices in the VH sequence
@@ -178,7 +178,8 @@ IGFOLD_LICENCE = ("IgFold is distributed under the JHU academic software licence
 
 @functools.lru_cache(maxsize=1)
 def _igfold_runner(num_models: int):
-    from vidd.diffusion.adapters import antiberty_weights_dir, require
+    from vidd.core.extras import require
+    from vidd.diffusion.adapters import antiberty_weights_dir
 
     igfold = require("igfold", "antibody", f"the IgFold structure rewards ({IGFOLD_LICENCE})")
     os.environ.setdefault("ANTIBERTY_WEIGHTS_DIR", str(antiberty_weights_dir()))  # IgFold embeds with AntiBERTy
@@ -198,7 +199,7 @@ class Fold:
 def fold_antibody(heavy: str, light: str, num_models: int = 1) -> Fold:
     """IgFold (no refinement, no renumbering) then pydssp on its N, CA, C, O coordinates; cached per pair, so
     the two structure rewards of one sequence share one prediction."""
-    from vidd.diffusion.adapters import require
+    from vidd.core.extras import require
 
     pydssp = require("pydssp", "antibody", "the beta-strand reward")
     runner = _igfold_runner(num_models)

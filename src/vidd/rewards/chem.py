@@ -16,7 +16,7 @@ import numpy as np
 
 from vidd.chem.molecules import mol_from_smiles, require, selfies_to_smiles
 from vidd.chem.properties import qed, sa_score
-from vidd.config import ConfigError, option
+from vidd.core.config import ConfigError, option
 from vidd.rewards.base import Reward
 
 log = logging.getLogger(__name__)

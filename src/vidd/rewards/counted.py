@@ -14,8 +14,8 @@ from typing import Literal
 
 import numpy as np
 
-from vidd.config import option
-from vidd.errors import UserError
+from vidd.core.config import option
+from vidd.core.errors import UserError
 from vidd.rewards.base import Reward, as_reward
 from vidd.rewards.executors import ExecutorConfig
 
@@ -137,11 +137,3 @@ class CountedReward:
         self.cache = dict(state["cache"])
         self.calls, self.failures, self.seconds = state["calls"], state["failures"], state["seconds"]
         self.monitor_calls = state["monitor_calls"]
-
-
-def log_mean_exp(values: np.ndarray, alpha: float, axis: int = -1) -> np.ndarray:
-    """alpha * log mean exp(values / alpha), stably (the Monte Carlo soft value)."""
-    scaled = values / alpha
-    top = scaled.max(axis=axis, keepdims=True)
-    out = top + np.log(np.mean(np.exp(scaled - top), axis=axis, keepdims=True))
-    return alpha * np.squeeze(out, axis=axis)

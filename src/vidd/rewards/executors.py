@@ -36,7 +36,7 @@ from typing import Literal
 
 import numpy as np
 
-from vidd.config import ConfigError, option
+from vidd.core.config import ConfigError, option
 from vidd.rewards.base import Reward, as_reward
 
 log = logging.getLogger(__name__)

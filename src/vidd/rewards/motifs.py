@@ -26,7 +26,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from vidd.alphabets import DNA, SequenceError
+from vidd.core.alphabets import DNA, SequenceError
 from vidd.rewards.base import Reward
 
 HEPG2_TFS: tuple[str, ...] = (

@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from scipy import stats
 from torch import nn
 
-from vidd import config as cfg
-from vidd.alphabets import DNA
+from vidd.core import config as cfg
+from vidd.core.alphabets import DNA
 from vidd.data.dhs import CELL_TYPES, SEQUENCE_LENGTH
-from vidd.errors import UserError
+from vidd.core.errors import UserError
 from vidd.rewards.base import DifferentiableReward
 
 FORMAT = "vidd-celltype-oracle-1"
@@ -280,7 +280,7 @@ def train_oracle(config: OracleConfig, train_seqs: list[str], train_labels, vali
 
 
 def save_classifier(model: CellTypeClassifier, path: str | Path, metrics: dict | None = None) -> None:
-    from vidd.diffusion.masked import atomic_torch_save
+    from vidd.core.atomic import atomic_torch_save
 
     atomic_torch_save({
         "format": FORMAT,

@@ -24,7 +24,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from vidd.alphabets import PROTEIN, SequenceError
+from vidd.core.alphabets import PROTEIN, SequenceError
 from vidd.data.antibodies import ANTIBODIES, antibody, number_heavy_chain
 from vidd.eval import metrics
 from vidd.tasks.base import Task
@@ -100,7 +100,7 @@ class AntibodyCDRH3(Task):
         return template_tokens(self.alphabet, self.antibody.heavy, slice(*self.h3))
 
     def pretrain_sequences(self):
-        from vidd.errors import UserError
+        from vidd.core.errors import UserError
 
         raise UserError(f"{self.name}: the prior is AntiBERTy, pretrained by its authors on 558M antibody "
                         f"sequences; `vidd pretrain` does not train it")
@@ -156,7 +156,7 @@ class AntibodyCDRH3(Task):
         return seqs
 
     def write_samples(self, path, seqs: list[str]) -> None:
-        from vidd.seqio import write_fasta
+        from vidd.core.seqio import write_fasta
 
         write_fasta(path, seqs, [f"sample_{i} cdr_h3={self.cdr_h3(s)}" for i, s in enumerate(seqs)])
 
@@ -212,7 +212,7 @@ class AntibodyCDRH3(Task):
         return NaturalnessReward(self.h3, self.length, "pseudo")(seqs)
 
     def _structure(self, seqs: list[str], n: int) -> dict:
-        from vidd.extras import MissingExtra
+        from vidd.core.extras import MissingExtra
         from vidd.rewards.antibody import IgFoldReward
 
         if n <= 0:

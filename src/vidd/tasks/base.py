@@ -8,7 +8,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from vidd.alphabets import Alphabet
+from vidd.core.alphabets import Alphabet
 from vidd.samples import SampleFormat
 
 
@@ -32,7 +32,7 @@ class Task(SampleFormat):
     @staticmethod
     def get(name: str) -> "Task":
         if name not in Task.registry:
-            from vidd.errors import UserError
+            from vidd.core.errors import UserError
 
             raise UserError(f"unknown task {name!r}; known tasks: {', '.join(sorted(Task.registry))}")
         return Task.registry[name]()
@@ -75,7 +75,7 @@ class Task(SampleFormat):
         """Weight the task's named reward terms (config `reward.terms`); empty or None keeps the defaults."""
         if not terms:
             return
-        from vidd.config import ConfigError
+        from vidd.core.config import ConfigError
 
         if not self.reward_terms:
             raise ConfigError(f"reward.terms: task {self.name!r} has no named reward terms (its training reward "
@@ -112,13 +112,13 @@ class Task(SampleFormat):
         raise NotImplementedError
 
     def read_samples(self, path) -> list[str]:
-        from vidd.seqio import read_sequences
+        from vidd.core.seqio import read_sequences
 
         return read_sequences(path, self.alphabet, self.length)
 
     def preset(self, name: str) -> dict:
         if name not in self.presets:
-            from vidd.config import ConfigError
+            from vidd.core.config import ConfigError
 
             raise ConfigError(f"task {self.name!r} has no preset {name!r}; presets: {sorted(self.presets)}")
         return self.presets[name]

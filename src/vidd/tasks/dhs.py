@@ -13,7 +13,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from vidd.alphabets import DNA
+from vidd.core.alphabets import DNA
 from vidd.data.dhs import SEQUENCE_LENGTH, load_dhs
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.eval import metrics

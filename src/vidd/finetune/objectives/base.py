@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from vidd.config import ConfigError
+from vidd.core.config import ConfigError
 from vidd.finetune.context import Context
 
 

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from vidd.config import ConfigError, option
+from vidd.core.config import ConfigError, option
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.finetune.context import Context
 from vidd.finetune.objectives.base import Batch, Method, lazy_update, select_timesteps

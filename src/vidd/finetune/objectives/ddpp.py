@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vidd.config import ConfigError, option
+from vidd.core.config import ConfigError, option
 from vidd.finetune.context import Context
 from vidd.finetune.objectives.base import Batch, RollInMethod
 from vidd.finetune.rollin import RollInConfig

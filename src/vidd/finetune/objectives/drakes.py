@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from vidd.config import ConfigError, option
+from vidd.core.config import ConfigError, option
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.finetune.context import Context
 from vidd.finetune.objectives.base import Batch, Method

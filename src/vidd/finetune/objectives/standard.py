@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from vidd.config import ConfigError, option
+from vidd.core.config import ConfigError, option
 from vidd.finetune.context import Context
 from vidd.finetune.objectives.vidd import LOG_1E6, VIDD, VIDDConfig
 from vidd.finetune.rollin import RollInConfig

@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from vidd.config import ConfigError, option
+from vidd.core.config import ConfigError, option
 from vidd.finetune.context import Context
 from vidd.finetune.objectives.base import (
     Batch, RollInMethod, effective_sample_size, importance_weights, masked_states,

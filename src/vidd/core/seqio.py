@@ -6,8 +6,8 @@ from pathlib import Path
 
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
-from vidd.alphabets import Alphabet, SequenceError
-from vidd.atomic import atomic_open
+from vidd.core.alphabets import Alphabet, SequenceError
+from vidd.core.atomic import atomic_open
 
 
 def read_fasta(path: str | Path) -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from vidd.errors import UserError
+from vidd.core.errors import UserError
 
 T = TypeVar("T")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vidd.errors import UserError
+from vidd.core.errors import UserError
 
 _BRACKET_TOKEN = re.compile(r"\[[^\[\]]*\]|.")
 

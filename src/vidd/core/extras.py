@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from vidd.errors import UserError
+from vidd.core.errors import UserError
 
 
 class MissingExtra(UserError, ImportError):

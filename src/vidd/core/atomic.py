@@ -8,6 +8,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -29,3 +31,9 @@ def atomic_open(path: str | Path, mode: str = "w"):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_torch_save(obj, path: str | Path) -> None:
+    """torch.save through `atomic_open`: no half-written checkpoint is ever left behind."""
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
