@@ -23,8 +23,9 @@ from rich.console import Console
 from rich.table import Table
 
 from vidd.core import config as cfg
-from vidd.finetune import FinetuneConfig, Trainer
-from vidd.finetune.trainer import PHASES
+from vidd.run import finetune_config
+from vidd.training import Trainer
+from vidd.training.trainer import PHASES
 from vidd.tasks import Task
 
 
@@ -81,7 +82,7 @@ def main():
     over = ["iterations=%d" % args.iterations, "eval_every=0", *args.overrides]
     if args.quick:
         over += ["iterations=3", "batch_size=4", "steps=8"]
-    config = cfg.build(FinetuneConfig, task.preset(args.preset), cfg.parse_overrides(over))
+    config = finetune_config(task, args.preset, cfg.parse_overrides(over))
     model, reward = task.pretrained_model(), task.training_reward()
     trainer = Trainer(config, model, reward, log=lambda *a: None)
     ctx = trainer.ctx

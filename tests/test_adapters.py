@@ -186,13 +186,14 @@ def count_a(seqs):
 
 @pytest.mark.parametrize("method", ["vidd", "ddpo"])
 def test_finetuning_an_adapter_model_keeps_the_framework(tmp_path, method):
-    from vidd.finetune import FinetuneConfig, Trainer
+    from vidd.core.runfolder import RunFolder
+    from vidd.training import FinetuneConfig, Trainer
 
     model = bert_model(vh_template())
     before = [p.clone() for p in model.parameters()]
     config = FinetuneConfig(method=method, iterations=2, steps=4, batch_size=4, accumulation=1, lr=1e-3,
                             eval_every=1, eval_samples=4, final_samples=6, likelihood_samples=2)
-    result = Trainer(config, model, count_a, eval_reward=count_a, out=tmp_path / "run").run()
+    result = Trainer(config, model, count_a, eval_reward=count_a, folder=RunFolder(tmp_path / "run")).run()
     student = result.model
     assert any(not torch.equal(a, b) for a, b in zip(before, student.parameters()))
     traj = student.sample(6, 4, torch.Generator().manual_seed(0), record=True)
@@ -205,7 +206,7 @@ def test_finetuning_an_adapter_model_keeps_the_framework(tmp_path, method):
 
 def test_seeded_finetuning_of_an_adapter_model_is_reproducible(tmp_path):
     """The LM's dropout (0.1 in the tiny BERT's config) stays off in training: two seeded runs agree exactly."""
-    from vidd.finetune import FinetuneConfig, Trainer
+    from vidd.training import FinetuneConfig, Trainer
 
     model = bert_model(vh_template())
     assert model.backbone.lm.config.hidden_dropout_prob > 0

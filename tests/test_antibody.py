@@ -28,7 +28,6 @@ from vidd.rewards import antibody as rewards  # noqa: E402
 from vidd.rewards.antibody import (  # noqa: E402
     DEVELOPABILITY_TARGETS, DevelopabilityReward, NaturalnessReward, TargetRange, cdr_properties,
 )
-from vidd.rewards.counted import RewardPolicy  # noqa: E402
 from vidd.tasks import Task  # noqa: E402
 
 TRASTUZUMAB = ANTIBODIES["trastuzumab"].heavy
@@ -213,17 +212,17 @@ def test_evaluate_rejects_bad_samples(task):
 def test_reward_terms_select_and_weight_the_training_reward(tiny_antiberty):
     task = Task.get("antibody-cdrh3-nivolumab")
     assert set(task.training_reward().terms) == {"developability", "naturalness"}
-    task.set_reward_terms({"developability": 2.0})
-    reward = task.training_reward()
+    reward = task.with_reward_terms({"developability": 2.0}).training_reward()
+    assert set(task.training_reward().terms) == {"developability", "naturalness"}  # the task is unchanged
     assert set(reward.terms) == {"developability"}
     heavy = ANTIBODIES["nivolumab"].heavy
     assert reward([heavy])[0] == pytest.approx(2 * reward.terms["developability"][1]([heavy])[0])
     with pytest.raises(ConfigError, match="unknown term"):
-        task.set_reward_terms({"binding": 1.0})
+        task.with_reward_terms({"binding": 1.0})
     with pytest.raises(ConfigError, match="no named reward terms"):
-        Task.get("dhs-hepg2").set_reward_terms({"developability": 1.0})
-    with task.training_reward_on(RewardPolicy(terms={"naturalness": 1.0})) as r:
-        assert set(r.terms) == {"naturalness"}
+        Task.get("dhs-hepg2", {"developability": 1.0})
+    factory = Task.get("antibody-cdrh3-nivolumab", {"naturalness": 1.0}).training_reward_factory()
+    assert set(factory().terms) == {"naturalness"}  # what an executor's worker builds
 
 
 def test_finetune_cli_smoke(tiny_antiberty, tmp_path):

@@ -13,9 +13,9 @@ from toy import all_states, exact_sample_distribution
 from vidd.core import config as cfg
 from vidd.core.alphabets import DNA
 from vidd.diffusion.pretrain import ModelConfig
-from vidd.finetune import FinetuneConfig, finetune
-from vidd.finetune.context import Context
-from vidd.finetune.objectives import DDPO, DRAKES, DDPOConfig, DRAKESConfig, Method
+from vidd import FinetuneConfig, finetune
+from vidd.training.context import Context
+from vidd.training.objectives import DDPO, DRAKES, DDPOConfig, DRAKESConfig, Method
 from vidd.guidance import SVDD, BestOfN, BestOfNConfig, SVDDConfig
 from vidd.rewards.base import DifferentiableReward
 from vidd.rewards.counted import CountedReward, RewardPolicy
@@ -82,8 +82,9 @@ def test_reward_accounting_is_exact(method, cache):
     with or without the cache; without it a budget of 60 calls stops training."""
     reward = GCount()
     over = {"iterations": 6 if cache else 40, "batch_size": 8, "eval_every": 2, "log_rollin_reward": True,
-            "reward": {"cache": cache, "budget": 0 if cache else 60}, "vidd": {"timesteps": 2}}
-    result = finetune(toy_model(seed=3), reward, config(method, **over), **QUIET)
+            "reward": {"cache": cache, "budget": 0 if cache else 60}}
+    name = {"name": "vidd", "timesteps": 2} if method == "vidd" else method
+    result = finetune(toy_model(seed=3), reward, config(name, **over), **QUIET)
     monitor = result.metrics[-1]["monitor_reward_calls"]
     assert monitor > 0
     assert result.reward_calls + monitor == len(reward.sent) + reward.onehot_rows
@@ -118,8 +119,8 @@ def test_truncated_drakes_replays_the_collected_samples(truncate_kl):
     method.example_loss(ctx, batch.examples).sum().backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
-    result = finetune(toy_model(), GCount(), config("drakes", iterations=3,
-                                                    drakes={"truncate_steps": 1, "truncate_kl": truncate_kl}), **QUIET)
+    result = finetune(toy_model(), GCount(), config({"name": "drakes", "truncate_steps": 1, "truncate_kl": truncate_kl},
+                                                    iterations=3), **QUIET)
     assert len(result.metrics) == 3 and np.isfinite(result.metrics[-1]["loss"])
 
 

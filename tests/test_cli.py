@@ -29,10 +29,7 @@ class ToyGC(Task):
     alphabet = DNA
     length = 12
     # the reward runs batched in this process (defaults), 3 sequences a batch (the preset wins over defaults)
-    defaults = {"reward": {"executor": {"kind": "serial", "batch_size": 5}}}
-    presets = {"quick": {"iterations": 2, "steps": 4, "batch_size": 4, "accumulation": 1, "eval_every": 1,
-                         "eval_samples": 4, "final_samples": 6, "likelihood_samples": 2, "vidd": {"timesteps": 2},
-                         "reward": {"executor": {"batch_size": 3}}}}
+    presets_dir = Path(__file__).parent / "data" / "presets" / "test-toy-gc"
     evaluation_reward = staticmethod(gc)
 
     def pretrained_model(self):
@@ -86,7 +83,8 @@ def test_finetune_sample_evaluate_round_trip(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["finetune", "test-toy-gc", "--preset", "huge", "--out", "{tmp}/x"], "no preset 'huge'"),
-    (["finetune", "test-toy-gc", "--set", "vidd.alpha=-1", "--out", "{tmp}/x"], "vidd.alpha: must be > 0"),
+    (["finetune", "test-toy-gc", "--set", "method.alpha=-1", "--out", "{tmp}/x"], "method.alpha: must be > 0"),
+    (["finetune", "test-toy-gc", "--set", "method=nope", "--out", "{tmp}/x"], "unknown method 'nope'"),
     (["finetune", "test-toy-gc", "--set", "lr=fast", "--out", "{tmp}/x"], "config.lr: expected a number"),
     (["finetune", "no-such-task", "--out", "{tmp}/x"], "unknown task"),
     (["finetune", "test-toy-gc"], "give --out"),

@@ -16,13 +16,13 @@ from vidd.core import config as cfg
 from vidd.core.alphabets import DNA
 from vidd.core.config import ConfigError
 from vidd.diffusion.pretrain import ModelConfig
-from vidd.finetune import FinetuneConfig, finetune
+from vidd import FinetuneConfig, finetune
 
 QUIET = {"log": lambda *a: None}
 RUNS = {  # two methods; vidd with a replay buffer (state carried across iterations and merged over processes)
-    "vidd": {"method": "vidd", "vidd": {"update_interval": 2, "timesteps": 2,
-                                        "rollin": {"replay_size": 6, "replay_fraction": 0.25}}},
-    "ddpo": {"method": "ddpo", "ddpo": {"timesteps": 2}},
+    "vidd": {"method": {"name": "vidd", "update_interval": 2, "timesteps": 2,
+                        "rollin": {"replay_size": 6, "replay_fraction": 0.25}}},
+    "ddpo": {"method": {"name": "ddpo", "timesteps": 2}},
 }
 
 

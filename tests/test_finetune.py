@@ -12,10 +12,10 @@ from toy import all_states, exact_sample_distribution
 from vidd.core import config as cfg
 from vidd.core.alphabets import DNA
 from vidd.diffusion.pretrain import ModelConfig
-from vidd.finetune import FinetuneConfig, finetune
-from vidd.finetune.context import Context
-from vidd.finetune.objectives import VIDD, VIDDConfig
-from vidd.finetune.objectives.base import effective_sample_size, importance_weights
+from vidd import FinetuneConfig, finetune
+from vidd.training.context import Context
+from vidd.training.objectives import VIDD, VIDDConfig
+from vidd.training.objectives.base import effective_sample_size, importance_weights
 from vidd.rewards.counted import CountedReward, RewardFailure, RewardPolicy
 
 
@@ -31,7 +31,7 @@ def g_reward(seqs):
 def small_config(**over):
     base = {"iterations": 4, "steps": 4, "batch_size": 8, "accumulation": 2, "lr": 3e-3, "eval_every": 2,
             "eval_samples": 8, "final_samples": 8, "checkpoint_every": 2, "likelihood_samples": 2,
-            "vidd": {"update_interval": 2, "timesteps": 2}}
+            "method": {"name": "vidd", "update_interval": 2, "timesteps": 2}}
     return cfg.build(FinetuneConfig, cfg.merge(base, over))
 
 
@@ -51,7 +51,7 @@ def test_vidd_moves_exact_distribution_toward_soft_optimal():
     target /= target.sum()
     config = cfg.build(FinetuneConfig, {
         "iterations": 60, "steps": steps, "batch_size": 64, "accumulation": 1, "lr": 3e-3, "eval_every": 0,
-        "eval_samples": 8, "log_rollin_reward": False, "vidd": {"update_interval": 1000, "alpha": alpha}})
+        "eval_samples": 8, "log_rollin_reward": False, "method": {"name": "vidd", "update_interval": 1000, "alpha": alpha}})
     result = finetune(model, g_reward, config, log=lambda *a: None)
     with torch.no_grad():
         p_after = exact_sample_distribution(result.model, steps)
@@ -72,7 +72,7 @@ def test_lazy_updates_tilt_further_than_one_round():
     target /= target.sum()
     config = cfg.build(FinetuneConfig, {
         "iterations": 60, "steps": steps, "batch_size": 64, "accumulation": 1, "lr": 3e-3, "eval_every": 0,
-        "eval_samples": 8, "log_rollin_reward": False, "vidd": {"update_interval": 5}})
+        "eval_samples": 8, "log_rollin_reward": False, "method": {"name": "vidd", "update_interval": 5}})
     result = finetune(model, g_reward, config, log=lambda *a: None)
     with torch.no_grad():
         p_after = exact_sample_distribution(result.model, steps)
@@ -195,19 +195,21 @@ def test_run_folder_and_resume_is_bit_identical(tmp_path):
 def test_config_errors_name_the_field():
     with pytest.raises(cfg.ConfigError, match="unknown method"):
         cfg.build(FinetuneConfig, {"method": "nope"})
-    with pytest.raises(cfg.ConfigError, match=r"vidd.rollin.beta"):
-        cfg.build(FinetuneConfig, {"vidd": {"rollin": {"beta": 2.0}}})
+    with pytest.raises(cfg.ConfigError, match=r"method.rollin.beta"):
+        cfg.build(FinetuneConfig, {"method": {"rollin": {"beta": 2.0}}})
     with pytest.raises(cfg.ConfigError, match=r"unknown field"):
-        cfg.build(FinetuneConfig, {"vidd": {"alpah": 1.0}})
+        cfg.build(FinetuneConfig, {"method": {"alpah": 1.0}})
     with pytest.raises(cfg.ConfigError, match="allowed values"):
-        cfg.build(FinetuneConfig, {"vidd": {"value": {"denoiser": "teacher"}}})
+        cfg.build(FinetuneConfig, {"method": {"value": {"denoiser": "teacher"}}})
+    with pytest.raises(cfg.ConfigError, match=r"unknown field.*alpha"):  # alpha is VIDD's, not DDPO's
+        cfg.build(FinetuneConfig, {"method": {"name": "ddpo", "alpha": 0.5}})
 
 
 @pytest.mark.parametrize("over", [
-    {"vidd": {"value": {"completions": 3}, "timesteps": 2}},
-    {"vidd": {"rollin": {"beta": 0.5, "beta_end": 1.0, "replay_size": 16, "replay_fraction": 0.25}}},
-    {"vidd": {"self_normalize": True, "use_value_xt": False, "value": {"denoiser": "rollout"}}},
-    {"vidd": {"baseline": "mean", "value": {"denoiser": "pretrained"}, "rollin": {"source": "student"}}},
+    {"method": {"value": {"completions": 3}, "timesteps": 2}},
+    {"method": {"rollin": {"beta": 0.5, "beta_end": 1.0, "replay_size": 16, "replay_fraction": 0.25}}},
+    {"method": {"self_normalize": True, "use_value_xt": False, "value": {"denoiser": "rollout"}}},
+    {"method": {"baseline": "mean", "value": {"denoiser": "pretrained"}, "rollin": {"source": "student"}}},
     {"method": "vidd-x0"},
 ])
 def test_method_options_run(over):
@@ -234,7 +236,7 @@ def test_overlap_collects_the_next_chunk_while_rewards_run_and_changes_nothing()
     the run is identical to one without overlap."""
     import threading
 
-    from vidd.finetune.trainer import Trainer
+    from vidd.training.trainer import Trainer
 
     def run(overlap: bool):
         second_chunk_started, first_call, overlapped = threading.Event(), [True], []

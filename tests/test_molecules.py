@@ -214,7 +214,7 @@ def test_cli_finetune_moses_qed_smoke(tiny_moses, tmp_path):
     run = tmp_path / "run"
     args = ["finetune", "moses-qed", "--preset", "quick", "--out", str(run), "--set", "iterations=2",
             "--set", "eval_every=1", "--set", "eval_samples=8", "--set", "final_samples=8",
-            "--set", "batch_size=4", "--set", "steps=8", "--set", "vidd.timesteps=2"]
+            "--set", "batch_size=4", "--set", "steps=8", "--set", "method.timesteps=2"]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     final = json.loads((run / "final_eval.json").read_text())
@@ -234,12 +234,10 @@ def test_wrong_alphabet_samples_are_rejected(tiny_moses, tmp_path):
 
 
 def test_docking_task_defaults_put_the_reward_on_a_process_pool():
-    from vidd.core import config as cfg
-    from vidd.finetune import FinetuneConfig
+    from vidd.run import finetune_config
     from vidd.tasks.molecules import PARP1Docking
 
-    task = PARP1Docking()
-    config = cfg.build(FinetuneConfig, task.defaults, task.preset("quick"))
+    config = finetune_config(PARP1Docking(), "quick")
     assert config.reward.executor.kind == "process" and config.reward.executor.workers == 2
     assert config.reward.on_failure == "penalty" and config.overlap and config.accumulation == 2
 

@@ -1,10 +1,14 @@
-"""vidd: reward-guided fine-tuning of masked discrete diffusion models for biomolecular design."""
+"""vidd: reward-guided fine-tuning of masked discrete diffusion models for biomolecular design.
+
+The Python API: `vidd.finetune(model, reward, config, out=...)` for any model and reward,
+`vidd.build_run(task, config, out)` for a task, and `vidd.FinetuneConfig` / `vidd.finetune_config`
+for the settings.
+"""
+
+from vidd.run import build_run, finetune, finetune_config
+from vidd.tasks import Task
+from vidd.training import FinetuneConfig, FinetuneResult
 
 __version__ = "0.1.0"
 
-
-def finetune(model, reward, config=None, **kwargs):
-    """Fine-tune a masked diffusion model against a reward; see `vidd.finetune.finetune`."""
-    from vidd.finetune import finetune as _finetune
-
-    return _finetune(model, reward, config, **kwargs)
+__all__ = ["FinetuneConfig", "FinetuneResult", "Task", "build_run", "finetune", "finetune_config", "__version__"]

@@ -22,11 +22,14 @@ import torch
 
 from vidd.core import config as cfg
 from vidd.core.atomic import atomic_open
-from vidd.finetune import FinetuneConfig, Trainer
-from vidd.finetune.objectives import Method
+from vidd.core.runfolder import RunFolder
 from vidd.guidance import Guidance
 from vidd.rewards.counted import CountedReward
+from vidd.rewards.executors import served_reward
+from vidd.run import build_run, finetune_config
 from vidd.tasks import Task
+from vidd.training import FinetuneConfig
+from vidd.training.objectives import Method
 
 @dataclass
 class BenchPlan:
@@ -49,23 +52,21 @@ def method_kind(name: str) -> str:
 
 
 def _config(plan: BenchPlan, task: Task, run: dict | None = None) -> FinetuneConfig:
-    """The task's defaults < the plan's preset < this run's settings < the plan's overrides."""
-    return cfg.build(FinetuneConfig, task.defaults, task.preset(plan.preset), run or {}, plan.overrides)
+    """The task's defaults < the plan's preset (and its settings of the method) < this run's settings < the
+    plan's overrides."""
+    return finetune_config(task, plan.preset, run or {}, plan.overrides)
 
 
-def _run_finetune(plan: BenchPlan, task: Task, method: str, seed: int, folder: Path) -> tuple[list[str], dict]:
+def _run_finetune(plan: BenchPlan, task: Task, method: str, seed: int, folder: RunFolder) -> dict:
+    """Fine-tune under the budget (resuming an interrupted run); the run's final evaluation."""
     config = _config(plan, task, {"method": method, "seed": seed, "iterations": 100_000,
                                   "final_samples": plan.samples, "reward": {"budget": plan.budget}})
-    resume = (folder / "checkpoints" / "last.pt").is_file()
-    if not resume and folder.exists():  # started but never checkpointed: start again
-        for p in sorted(folder.rglob("*"), reverse=True):
+    resume = folder.last_checkpoint.is_file()
+    if not resume and folder.path.exists():  # started but never checkpointed: start again
+        for p in sorted(folder.path.rglob("*"), reverse=True):
             p.unlink() if p.is_file() else p.rmdir()
-    with task.training_reward_on(config.reward) as reward:
-        trainer = Trainer(config, task.pretrained_model(), reward, task.evaluation_reward, folder,
-                          log=lambda *a: None, samples=task)
-        result = trainer.run(resume=resume)
-    seqs = task.read_samples(folder / "samples" / f"final{task.sample_suffix}")
-    return seqs, {"reward_calls": result.reward_calls, "iterations": len(result.metrics)}
+    build_run(task, config, folder.path, resume=resume, log=lambda *a: None).execute()
+    return folder.read_final_eval()
 
 
 def _run_sampler(plan: BenchPlan, task: Task, method: str, seed: int) -> tuple[list[str], dict]:
@@ -83,7 +84,9 @@ def _run_sampler(plan: BenchPlan, task: Task, method: str, seed: int) -> tuple[l
         raise ValueError(f"a budget of {plan.budget} calls is too small for {method}: one candidate per "
                          f"output already costs {per_call} calls ({plan.samples} samples, {steps} steps)")
     guide = cls(cfg.build(cls.Config, {"n_candidates": per_output}))
-    with task.training_reward_on(config.reward) as inner:
+    executor = config.reward.executor
+    factory = task.training_reward if executor.kind == "inline" else task.training_reward_factory()
+    with served_reward(factory, executor) as inner:
         reward = CountedReward(inner)
         tokens = guide.generate(model, reward, plan.samples, steps, gen)
     return model.alphabet.decode(tokens.cpu()), {"reward_calls": reward.calls}
@@ -98,8 +101,8 @@ def run_bench(plan: BenchPlan, out: Path, log=print) -> list[dict]:
     rows = []
     for method in plan.methods:
         for seed in range(plan.seeds):
-            folder = out / "runs" / method / f"seed{seed}"
-            done = folder / "result.json"
+            folder = RunFolder(out / "runs" / method / f"seed{seed}")
+            done = folder.path / "result.json"
             if done.is_file():
                 rows.append(json.loads(done.read_text()))
                 log(f"{method} seed {seed}: done before, skipped")
@@ -109,17 +112,18 @@ def run_bench(plan: BenchPlan, out: Path, log=print) -> list[dict]:
             row = {"method": method, "seed": seed}
             try:
                 if kinds[method] == "finetune":
-                    seqs, info = _run_finetune(plan, task, method, seed, folder)
+                    evaluation = _run_finetune(plan, task, method, seed, folder)
                 else:
                     seqs, info = _run_sampler(plan, task, method, seed)
-                    task.write_samples(folder / f"samples{task.sample_suffix}", seqs)
-                row.update(task.evaluate(seqs), **info, status="ok")
+                    task.write_samples(folder.path / f"samples{task.sample_suffix}", seqs)
+                    evaluation = {**task.evaluate(seqs), **info}
+                row.update(evaluation, status="ok")
             except Exception as e:  # a failed method is reported, not lost
                 row.update(status="failed", error=f"{type(e).__name__}: {e}",
                            traceback=traceback.format_exc(limit=5))
                 log(f"{method} seed {seed}: FAILED {type(e).__name__}: {e}")
             row["wall_seconds"] = time.perf_counter() - start
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.path.mkdir(parents=True, exist_ok=True)
             with atomic_open(done) as f:
                 json.dump(row, f, indent=2)
             rows.append(row)
@@ -172,10 +176,10 @@ def plot(rows: list[dict], out: Path, plan: BenchPlan) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for method in plan.methods:
         for seed in range(plan.seeds):
-            path = out / "runs" / method / f"seed{seed}" / "metrics.jsonl"
-            if not path.is_file():
+            run = RunFolder(out / "runs" / method / f"seed{seed}")
+            if not run.metrics_file.is_file():
                 continue
-            pts = [(r["reward_calls"], r["eval_reward_median"]) for r in map(json.loads, path.read_text().splitlines())
+            pts = [(r["reward_calls"], r["eval_reward_median"]) for r in run.read_metrics()
                    if r.get("eval_reward_median") is not None]
             if pts:
                 ax.plot(*zip(*pts), marker="o", ms=3, label=method if seed == 0 else None,

@@ -169,15 +169,13 @@ def _oracle_data(task: str) -> dict:
 
 
 def _resolve_model(task, checkpoint: Optional[Path]):
+    from vidd.core.runfolder import RunFolder
     from vidd.diffusion.masked import MaskedDiffusion
 
     if checkpoint is None:
         return task.pretrained_model()
     if checkpoint.is_dir():  # a run folder: its final student, else its latest checkpoint
-        for candidate in (checkpoint / "checkpoints" / "student.pt", checkpoint / "checkpoints" / "last.pt"):
-            if candidate.is_file():
-                return MaskedDiffusion.load(candidate)
-        fail(f"{checkpoint} is a folder but holds no checkpoints/student.pt or checkpoints/last.pt")
+        return MaskedDiffusion.load(RunFolder(checkpoint).model_checkpoint())
     return MaskedDiffusion.load(checkpoint)
 
 
@@ -234,17 +232,27 @@ def evaluate(
         write_json(json_out, result)
 
 
+def _preset_help() -> str:
+    """The --preset help: every task's presets (tasks/presets/<task>/*.yaml)."""
+    from vidd.tasks import Task
+
+    names = "; ".join(f"{name}: {' | '.join(cls.preset_names())}" for name, cls in sorted(Task.registry.items())
+                      if cls.preset_names() and cls._preset_dir().name == name)
+    return f"named settings of the task ({names}; antibody-cdrh3-NAME: as antibody-cdrh3)"
+
+
 @app.command()
 def finetune(
     task: str = typer.Argument(..., help="task name, e.g. dhs-hepg2"),
     out: Optional[Path] = typer.Option(None, "--out", help="new run folder"),
-    preset: Optional[str] = typer.Option(None, "--preset", help="named settings of the task: quick | paper"),
+    preset: Optional[str] = typer.Option(None, "--preset", help=_preset_help()),
     config_file: Optional[Path] = CONFIG_OPT,
     overrides: list[str] = SET_OPT,
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the interrupted run in this folder"),
 ):
     """Fine-tune the task's pretrained model against its training reward (default method: VIDD)."""
-    from vidd.finetune import FinetuneConfig, Trainer
+    from vidd.core.runfolder import RunFolder
+    from vidd.run import build_run, finetune_config, resume_config
     from vidd.tasks import Task
 
     with user_errors():
@@ -252,19 +260,17 @@ def finetune(
         if resume:
             if out or preset or config_file:
                 fail("--resume takes the run folder; its config.yaml is used (only --set may change it)")
-            base = [cfg.load_yaml(resume / "config.yaml")]
+            config = resume_config(RunFolder(resume), cfg.parse_overrides(overrides))
             out = resume
         elif out is None:
             fail("give --out RUN (a new run folder) or --resume RUN")
         else:
-            base = [t.defaults, t.preset(preset) if preset else {}]
-        config = cfg.build(FinetuneConfig, *base, *layers(config_file, overrides))
-        with t.training_reward_on(config.reward) as reward:
-            trainer = Trainer(config, t.pretrained_model(), reward, t.evaluation_reward, out,
-                              final_evaluator=t.evaluate, log=typer.echo, samples=t)
-            trainer.run(resume=resume is not None)
-    if trainer.group.main:
-        typer.echo(f"run folder: {out}  (final metrics in {out / 'final_eval.json'}, curves in {out / 'report.html'})")
+            config = finetune_config(t, preset, *layers(config_file, overrides))
+        run = build_run(t, config, out, resume=resume is not None, log=typer.echo)
+        run.execute()
+    if run.folder and run.main:
+        typer.echo(f"run folder: {out}  (final metrics in {run.folder.final_eval_file}, curves in "
+                   f"{run.folder.report_file})")
 
 
 @app.command()
@@ -272,9 +278,12 @@ def report(run: Path = typer.Argument(..., help="a fine-tuning run folder (finis
     """(Re)write a run's learning curves (curves.png) and report.html from its metrics.jsonl."""
     from vidd.eval.report import write_report
 
+    from vidd.core.runfolder import RunFolder
+
     with user_errors():
-        path = write_report(run)
-    typer.echo(f"wrote {path} and {run / 'curves.png'}")
+        folder = RunFolder(run)
+        path = write_report(folder)
+    typer.echo(f"wrote {path} and {folder.curves_file}")
 
 
 @app.command("model-report")
@@ -292,8 +301,6 @@ def model_report(
 
     with user_errors():
         t = Task.get(task)
-        if not hasattr(t, "model_report"):
-            fail(f"task {task!r} has no model report")
         report = t.model_report(_resolve_model(t, checkpoint).eval().to(device), n_samples=samples)
     typer.echo(json.dumps(report, indent=2))
     if json_out:
@@ -323,32 +330,56 @@ def bench(
         if budget < 1 or seeds < 1 or samples < 1:
             fail("--budget, --seeds and --samples must be >= 1")
         plan = BenchPlan(task, names, budget, seeds, samples, preset, cfg.parse_overrides(overrides))
-        Task.get(task).preset(preset)
+        Task.get(task).preset(preset)  # an unknown preset fails before any run starts
         run_bench(plan, out, log=typer.echo)
     typer.echo((out / "table.md").read_text())
 
 
 def _config_classes() -> dict:
     from vidd.diffusion.pretrain import PretrainConfig
-    from vidd.finetune import FinetuneConfig
+    from vidd.training import FinetuneConfig
     from vidd.rewards.oracle import OracleConfig
 
     return {"finetune": FinetuneConfig, "pretrain": PretrainConfig, "train-oracle": OracleConfig}
 
 
-def config_markdown(command: str) -> str:
-    rows = cfg.describe(_config_classes()[command])
-    lines = [f"### `vidd {command}`", "", "| field | default | meaning |", "|---|---|---|"]
+def config_markdown(command: str, method: Optional[str] = None) -> str:
+    """Markdown tables of a command's config fields; for `finetune`, with the `method` section of `method`
+    (None: the default method's table, then one table of `method.*` fields per other registered method)."""
+    cls = _config_classes()[command]
+    if command != "finetune":
+        return _fields_table(f"`vidd {command}`", cfg.describe(cls))
+    from vidd.training.objectives import Method
+
+    chosen = Method.lookup(method or cls().method.name)
+    text = _fields_table(f"`vidd finetune` (method `{chosen.name}`)", cfg.describe(cls, defaults=cls(method=chosen.Config())))
+    if method is None:
+        for name, other in sorted(Method.registry.items()):
+            if other is not chosen:
+                rows = cfg.describe(other.Config, "method.")
+                text += "\n" + _fields_table(f"`method.*` of method `{name}`", rows)
+    return text
+
+
+def _fields_table(title: str, rows) -> str:
+    lines = [f"### {title}", "", "| field | default | meaning |", "|---|---|---|"]
     lines += [f"| `{name}` | `{default}` | {text} |" for name, default, text in rows]
     return "\n".join(lines) + "\n"
 
 
 @app.command("config")
-def show_config(command: str = typer.Argument("finetune", help="finetune | pretrain | train-oracle")):
+def show_config(
+    command: str = typer.Argument("finetune", help="finetune | pretrain | train-oracle"),
+    method: Optional[str] = typer.Option(None, "--method", help="finetune: the fields of this method's section "
+                                                                "(default: every method)"),
+):
     """Print every config field of a command (name, default, meaning) as Markdown."""
     if command not in _config_classes():
         fail(f"unknown command {command!r}; one of {sorted(_config_classes())}")
-    typer.echo(config_markdown(command))
+    if method is not None and command != "finetune":
+        fail("--method applies to `vidd config finetune` only")
+    with user_errors():
+        typer.echo(config_markdown(command, method))
 
 
 def main():

@@ -2,6 +2,11 @@
 
 Every config class is a plain dataclass whose fields carry `metadata={"help": ...}`; the same
 class is the Python API, the CLI's `--set` target and (through `describe`) the docs.
+
+A section may be *polymorphic*: its declared type has a classmethod `subtype_for(name)` and a `name`
+field, and the `name` given in the data picks the concrete dataclass (e.g. a fine-tuning run's
+`method: {name: ddpo, clip: 0.1}`). A plain string stands for `{name: string}`, and a later layer that
+names another subtype replaces the section instead of merging into it.
 """
 
 from __future__ import annotations
@@ -46,6 +51,14 @@ def _coerce(value, tp, where: str):
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
+        if _polymorphic(tp):
+            value = _named(value)
+            if not isinstance(value, dict) or "name" not in value:
+                raise ConfigError(f"{where}: expected a name or a mapping with a `name`, got {value!r}")
+            try:
+                tp = tp.subtype_for(value["name"])
+            except ConfigError as e:
+                raise ConfigError(f"{where}.name: {e}") from None
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return from_dict(tp, value, where)
@@ -117,11 +130,34 @@ def parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
-def merge(base: dict, update: dict) -> dict:
+def merge(base: dict, update: dict, cls=None) -> dict:
+    """`update` over `base`, nested mappings merged. With the dataclass `cls` the dicts describe, a polymorphic
+    section that `update` gives another name starts again from `update` alone."""
     out = dict(base)
+    hints = typing.get_type_hints(cls) if cls is not None else {}
     for k, v in update.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        tp = hints.get(k)
+        polymorphic = tp is not None and dataclasses.is_dataclass(tp) and _polymorphic(tp)
+        if polymorphic:
+            v = _named(v)
+            old = _named(out.get(k))
+            if isinstance(v, dict) and isinstance(old, dict) and v.get("name", old.get("name")) != old.get("name"):
+                out[k] = dict(v)
+                continue
+            out[k] = merge(old, v) if isinstance(v, dict) and isinstance(old, dict) else v
+            continue
+        nested = tp if tp is not None and dataclasses.is_dataclass(tp) else None
+        out[k] = merge(out[k], v, nested) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+def _polymorphic(tp) -> bool:
+    return callable(getattr(tp, "subtype_for", None))
+
+
+def _named(value):
+    """A polymorphic section given by its name alone: "ddpo" -> {"name": "ddpo"}."""
+    return {"name": value} if isinstance(value, str) else value
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -141,7 +177,7 @@ def build(cls: type[T], *layers: dict, where: str = "config") -> T:
     """Merge dict layers (preset, file, overrides; later wins) on top of the defaults and build."""
     data = to_dict(cls()) if _has_all_defaults(cls) else {}
     for layer in layers:
-        data = merge(data, layer)
+        data = merge(data, layer, cls)
     return from_dict(cls, data, where)
 
 
@@ -158,6 +194,8 @@ def describe(cls, prefix: str = "", defaults=None) -> list[tuple[str, str, str]]
     `defaults`: an instance whose values are the defaults to show (a nested section's default instance,
     which may differ from its class's own defaults)."""
     rows = []
+    if defaults is not None:
+        cls = type(defaults)  # a polymorphic section: the fields of the subtype chosen
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]

@@ -5,11 +5,11 @@ time (`vidd report RUN`), also for an interrupted run."""
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 from vidd.core.atomic import atomic_open
 from vidd.core.errors import UserError
+from vidd.core.runfolder import RunFolder
 
 #: panels of curves.png: (title, [(metrics.jsonl key, label)]); a panel whose keys no row has is left out
 PANELS = (
@@ -22,22 +22,6 @@ PANELS = (
     ("importance weights", [("ess", "effective sample size fraction")]),
     ("optimisation", [("loss", "loss"), ("grad_norm", "gradient norm")]),
 )
-
-
-def read_metrics(run: Path) -> list[dict]:
-    path = run / "metrics.jsonl"
-    if not path.is_file():
-        raise UserError(f"{run}: no metrics.jsonl (not a vidd fine-tuning run folder, or no iteration finished yet)")
-    rows = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}: line {n} is not JSON ({e.msg})") from e
-    if not rows:
-        raise UserError(f"{path}: no iteration recorded yet")
-    return rows
 
 
 def _series(rows: list[dict], key: str, x: str = "iteration") -> tuple[list, list]:
@@ -93,14 +77,15 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def write_report(run: str | Path) -> Path:
+def write_report(folder: RunFolder) -> Path:
     """Write `curves.png` and `report.html` into the run folder; returns the HTML file's path."""
-    run = Path(run)
-    rows = read_metrics(run)
-    plot_curves(rows, run / "curves.png")
-    final_path = run / "final_eval.json"
-    final = json.loads(final_path.read_text()) if final_path.is_file() else None
-    config = (run / "config.yaml").read_text() if (run / "config.yaml").is_file() else ""
+    rows = folder.read_metrics()
+    if not rows:
+        raise UserError(f"{folder.metrics_file}: no iteration recorded yet")
+    plot_curves(rows, folder.curves_file)
+    final = folder.read_final_eval()
+    config = folder.config_file.read_text() if folder.config_file.is_file() else ""
+    run = folder.path
     last = rows[-1]
     status = ("finished" if final is not None else
               f"in progress or interrupted after iteration {last['iteration']} (resume with --resume)")
@@ -124,7 +109,7 @@ def write_report(run: str | Path) -> Path:
                   _table((k, v) for k, v in latest_eval.items() if k.startswith("eval_"))]
     parts += ["<h2>Configuration (config.yaml)</h2>", f"<pre>{html.escape(config)}</pre>",
               "<p>Every metric is defined in vidd's docs/metrics.md.</p></body></html>"]
-    out = run / "report.html"
+    out = folder.report_file
     with atomic_open(out) as f:
         f.write("\n".join(parts))
     return out

@@ -28,6 +28,7 @@ import pickle
 import time
 from abc import ABC, abstractmethod
 from collections import deque
+from contextlib import contextmanager
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -518,3 +519,16 @@ def parallel_reward(factory: Callable[[], Reward], config: ExecutorConfig | None
     if config.kind == "inline":
         return as_reward(factory())
     return ParallelReward(factory, config, **metadata)
+
+
+@contextmanager
+def served_reward(factory: Callable[[], Reward], config: ExecutorConfig | None = None, **metadata):
+    """`parallel_reward(factory, config)` for the length of a `with` block: an executor's workers are stopped
+    when the block ends, however it ends."""
+    reward = parallel_reward(factory, config, **metadata)
+    try:
+        yield reward
+    finally:
+        close = getattr(reward, "close", None)
+        if callable(close):
+            close()

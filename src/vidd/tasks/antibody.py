@@ -27,28 +27,7 @@ import torch
 from vidd.core.alphabets import PROTEIN, SequenceError
 from vidd.data.antibodies import ANTIBODIES, antibody, number_heavy_chain
 from vidd.eval import metrics
-from vidd.tasks.base import Task
-
-#: fine-tuning presets; costs measured in docs/tasks/antibody.md
-PRESETS = {
-    # ~10 min on 2 CPU cores (8.5 min measured): 4 OA steps (K = 4, 3, 3, 3 of trastuzumab's 13 CDR-H3
-    # positions), 8 roll-ins and 2 of their states per update, a BERT fine-tuning learning rate
-    "quick": {
-        "method": "vidd", "iterations": 40, "steps": 4, "batch_size": 8, "accumulation": 1, "lr": 3e-5,
-        "eval_every": 10, "eval_samples": 32, "final_samples": 64, "likelihood_samples": 2,
-        "checkpoint_every": 20,
-        "vidd": {"timesteps": 2, "update_interval": 5, "alpha": 0.5, "baseline": "mean", "rollin": {"beta": 1.0}},
-    },
-    # the quick shapes with IgFold's CDR-H3 predicted error and the beta-strand match in the training reward
-    # (each new sequence is folded once, ~4 s on 2 cores: see docs/tasks/antibody.md for the measured cost)
-    "igfold": {
-        "method": "vidd", "iterations": 20, "steps": 4, "batch_size": 4, "accumulation": 1, "lr": 3e-5,
-        "eval_every": 10, "eval_samples": 16, "final_samples": 32, "likelihood_samples": 2,
-        "checkpoint_every": 10, "log_rollin_reward": False,
-        "reward": {"terms": {"developability": 1.0, "naturalness": 1.0, "igfold": 1.0, "beta_strand": 1.0}},
-        "vidd": {"timesteps": 2, "update_interval": 5, "alpha": 0.5, "baseline": "mean", "rollin": {"beta": 1.0}},
-    },
-}
+from vidd.tasks.base import PRESETS_DIR, Task
 
 #: target beta-strand fraction of CDR-H3 for the beta_strand term (the paper's secondary-structure match)
 BETA_TARGET = 0.5
@@ -58,7 +37,7 @@ class AntibodyCDRH3(Task):
     name = "antibody-cdrh3"
     antibody_name = "trastuzumab"
     alphabet = PROTEIN
-    presets = PRESETS
+    presets_dir = PRESETS_DIR / "antibody-cdrh3"  # every antibody-cdrh3-NAME task shares them
     reward_terms = {"developability": 1.0, "naturalness": 1.0, "igfold": 0.0, "beta_strand": 0.0}
     table_metrics = ("reward_median", "developability_median", "naturalness_median", "predicted_error_median",
                      "recovery", "diversity", "uniqueness")
@@ -188,23 +167,17 @@ class AntibodyCDRH3(Task):
             out["naturalness_median"] = metrics.finite_median(self._naturalness(seqs))
         out.update(self._structure(seqs, structure_samples))
         steps = self.h3[1] - self.h3[0]
-        tokens = self.alphabet.encode(seqs, self.length)
-        with torch.no_grad():
-            elbo = self._likelihood_model.elbo(tokens, steps, samples=likelihood_samples and min(likelihood_samples, steps),
-                                               generator=torch.Generator().manual_seed(seed), batch_size=64)
+        elbo = self.log_likelihood(seqs, steps, likelihood_samples and min(likelihood_samples, steps), seed,
+                                   batch_size=64)
         h3 = [self.cdr_h3(s) for s in seqs]
         out.update({
-            "log_likelihood_median": float(np.median(elbo.numpy())),
+            "log_likelihood_median": float(np.median(elbo)),
             "recovery": float(self.recovery(seqs).mean()),
             "diversity": metrics.diversity(h3) if len(seqs) > 1 else float("nan"),
             "uniqueness": metrics.uniqueness(h3),
             "n": len(seqs),
         })
         return out
-
-    @cached_property
-    def _likelihood_model(self):
-        return self.pretrained_model().eval()
 
     def _naturalness(self, seqs):
         from vidd.rewards.antibody import NaturalnessReward

@@ -1,15 +1,31 @@
-"""Tasks bind a domain together: alphabet, length, data, pretrained model, rewards, metrics."""
+"""A task says what a design domain is: alphabet and length, data, the pretrained model, its rewards
+(training and evaluation), its metrics and how samples are stored. It knows nothing about training:
+the run builder (`vidd.run`) turns a task and a config into a run, and the reward's executor, cache,
+budget and failure policy live with the rewards (`vidd.rewards`).
+
+Presets are data: `tasks/presets/<task>/<preset>.yaml` config layers (with a comment on each override),
+and `defaults.yaml` beside them, a layer applied under every preset.
+"""
 
 from __future__ import annotations
 
 import functools
 import importlib
 import os
-from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 
+import numpy as np
+import torch
+
+from vidd.core.config import ConfigError, load_yaml
+from vidd.core.errors import UserError
+from vidd.eval.samples import SampleFormat
 from vidd.core.alphabets import Alphabet
-from vidd.samples import SampleFormat
+from vidd.core.seqio import read_sequences
+
+PRESETS_DIR = Path(__file__).parent / "presets"
 
 
 def assets_dir() -> Path:
@@ -23,6 +39,15 @@ class Task(SampleFormat):
     alphabet: Alphabet
     length: int
     registry: dict[str, type["Task"]] = {}
+    #: the folder of this task's presets (None: vidd's tasks/presets/<task name>)
+    presets_dir: Path | None = None
+    #: `evaluate` keys in benchmark tables, the held-out reward first
+    table_metrics: tuple[str, ...] = ()
+    #: naturalness / diversity keys plotted against the reward in `vidd bench`
+    tradeoff_metrics: tuple[str, ...] = ("diversity",)
+    #: named reward terms that config `reward.terms` may weight, with their default weights (empty: the task
+    #: has one fixed training reward)
+    reward_terms: dict[str, float] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -30,26 +55,54 @@ class Task(SampleFormat):
             Task.registry[cls.name] = cls
 
     @staticmethod
-    def get(name: str) -> "Task":
+    def get(name: str, reward_terms: dict[str, float] | None = None) -> "Task":
         if name not in Task.registry:
-            from vidd.core.errors import UserError
-
             raise UserError(f"unknown task {name!r}; known tasks: {', '.join(sorted(Task.registry))}")
-        return Task.registry[name]()
+        return Task.registry[name](reward_terms)
 
-    #: a FinetuneConfig layer applied under every preset (e.g. {"reward": {"executor": {"kind": "process"}}}
-    #: for a task whose reward is expensive)
-    defaults: dict = {}
-    #: named FinetuneConfig layers, e.g. {"quick": {...}, "paper": {...}}
-    presets: dict[str, dict] = {}
-    #: `evaluate` keys in benchmark tables, the held-out reward first
-    table_metrics: tuple[str, ...] = ()
-    #: naturalness / diversity keys plotted against the reward in `vidd bench`
-    tradeoff_metrics: tuple[str, ...] = ("diversity",)
+    def __init__(self, reward_terms: dict[str, float] | None = None):
+        """`reward_terms`: weights of the task's named reward terms (config `reward.terms`); empty or None keeps
+        the defaults. Fixed for the life of the task object."""
+        if reward_terms and not self.reward_terms:
+            raise ConfigError(f"reward.terms: task {self.name!r} has no named reward terms (its training reward "
+                              f"is fixed)")
+        unknown = sorted(set(reward_terms or {}) - set(self.reward_terms))
+        if unknown:
+            raise ConfigError(f"reward.terms: unknown term(s) {unknown} of task {self.name!r}; "
+                              f"terms: {sorted(self.reward_terms)}")
+        weights = {k: float(v) for k, v in reward_terms.items()} if reward_terms else dict(self.reward_terms)
+        self.reward_weights = MappingProxyType(weights)
 
+    def with_reward_terms(self, terms: dict[str, float] | None) -> "Task":
+        """This task with other reward weights: a new object, since a task's weights never change."""
+        return type(self)(terms) if terms else self
+
+    # ----------------------------------------------------------- presets
+    @classmethod
+    def _preset_dir(cls) -> Path:
+        return cls.presets_dir or PRESETS_DIR / cls.name
+
+    @classmethod
+    def preset_names(cls) -> list[str]:
+        return sorted(p.stem for p in cls._preset_dir().glob("*.yaml") if p.stem != "defaults")
+
+    @classmethod
+    def preset(cls, name: str) -> dict:
+        """The named FinetuneConfig layer (tasks/presets/<task>/<name>.yaml)."""
+        if name not in cls.preset_names():
+            raise ConfigError(f"task {cls.name!r} has no preset {name!r}; presets: {cls.preset_names()}")
+        return load_yaml(cls._preset_dir() / f"{name}.yaml")
+
+    @property
+    def defaults(self) -> dict:
+        """The FinetuneConfig layer under every preset (e.g. an expensive reward's executor)."""
+        path = self._preset_dir() / "defaults.yaml"
+        return load_yaml(path) if path.is_file() else {}
+
+    # ------------------------------------------------------ model and data
     def pretrain_sequences(self) -> tuple[list[str], list[str]]:
         """(training, validation) sequences for `vidd pretrain --task`."""
-        raise NotImplementedError
+        raise UserError(f"task {self.name!r} has no pretraining data")
 
     def pretrain_alphabet(self, train: list[str]) -> Alphabet:
         """The alphabet `vidd pretrain --task` builds its model on (by default the task's)."""
@@ -59,80 +112,50 @@ class Task(SampleFormat):
         """The task's default masked diffusion model."""
         raise NotImplementedError
 
+    @cached_property
+    def likelihood_model(self):
+        """The pretrained model that scores naturalness, loaded once per task object."""
+        return self.pretrained_model().eval()
+
+    def log_likelihood(self, seqs: list[str], steps: int, samples: int | None, seed: int = 0,
+                       batch_size: int = 256) -> np.ndarray:
+        """ELBO of the `steps`-step chain under the pretrained model (nats; `samples` Monte Carlo steps)."""
+        tokens = self.alphabet.encode(seqs, self.length)
+        with torch.no_grad():
+            return self.likelihood_model.elbo(tokens, steps, samples=samples, batch_size=batch_size,
+                                              generator=torch.Generator().manual_seed(seed)).numpy()
+
+    def model_report(self, model, n_samples: int) -> dict:
+        """Held-out quality of a pretrained model (`vidd model-report`)."""
+        raise UserError(f"task {self.name!r} has no model report")
+
+    # ----------------------------------------------------------- rewards
     def training_reward(self):
-        """The reward fine-tuning optimises."""
+        """The reward fine-tuning optimises (with this task's reward weights)."""
         raise NotImplementedError
 
-    #: named reward terms `reward.terms` of the config may weight, with their default weights (empty: the
-    #: task has one fixed training reward); `training_reward` and `evaluation_reward` read `reward_weights`
-    reward_terms: dict[str, float] = {}
-
-    @property
-    def reward_weights(self) -> dict[str, float]:
-        return getattr(self, "_reward_weights", None) or dict(self.reward_terms)
-
-    def set_reward_terms(self, terms: dict[str, float] | None) -> None:
-        """Weight the task's named reward terms (config `reward.terms`); empty or None keeps the defaults."""
-        if not terms:
-            return
-        from vidd.core.config import ConfigError
-
-        if not self.reward_terms:
-            raise ConfigError(f"reward.terms: task {self.name!r} has no named reward terms (its training reward "
-                              f"is fixed)")
-        unknown = sorted(set(terms) - set(self.reward_terms))
-        if unknown:
-            raise ConfigError(f"reward.terms: unknown term(s) {unknown} of task {self.name!r}; "
-                              f"terms: {sorted(self.reward_terms)}")
-        self._reward_weights = {k: float(v) for k, v in terms.items()}
-
-    @contextmanager
-    def training_reward_on(self, policy):
-        """The training reward with the terms of `policy` (the config's `reward`: a `RewardPolicy`), run as
-        its `executor` says: built here for `inline`, else a `ParallelReward` whose workers each build it from
-        the picklable factory `task_reward`. Closed (workers stopped) when the block ends."""
-        from vidd.rewards.executors import parallel_reward
-
-        executor = policy.executor
-        self.set_reward_terms(policy.terms)
-        factory = (self.training_reward if executor.kind == "inline"
-                   else functools.partial(task_reward, self.name, type(self).__module__, policy.terms))
-        reward = parallel_reward(factory, executor)
-        try:
-            yield reward
-        finally:
-            close = getattr(reward, "close", None)
-            if callable(close):
-                close()
+    def training_reward_factory(self):
+        """A picklable function that builds `training_reward()` (for reward executors, whose workers build
+        the reward themselves)."""
+        return functools.partial(task_reward, self.name, type(self).__module__, dict(self.reward_weights))
 
     evaluation_reward = None  # a separate oracle for honest evaluation
 
+    # ---------------------------------------------------- samples, metrics
     def evaluate(self, seqs: list[str], **options) -> dict:
         """The task's metrics of a set of samples."""
         raise NotImplementedError
 
     def read_samples(self, path) -> list[str]:
-        from vidd.core.seqio import read_sequences
-
         return read_sequences(path, self.alphabet, self.length)
-
-    def preset(self, name: str) -> dict:
-        if name not in self.presets:
-            from vidd.core.config import ConfigError
-
-            raise ConfigError(f"task {self.name!r} has no preset {name!r}; presets: {sorted(self.presets)}")
-        return self.presets[name]
 
 
 def task_reward(name: str, module: str | None = None, terms: dict | None = None):
-    """`Task.get(name).training_reward()` (with reward `terms`), as a picklable factory (with
-    `functools.partial`) for reward executors, whose workers build the reward themselves. `module`, the task
-    class's module, is imported first, so that a task defined outside vidd is registered in a fresh worker
-    process too."""
-    import vidd.tasks  # noqa: F401  (registers the built-in tasks)
+    """`Task.get(name, terms).training_reward()`, as a picklable factory (with `functools.partial`) for reward
+    executors. `module`, the task class's module, is imported first, so that a task defined outside vidd is
+    registered in a fresh worker process too."""
+    import vidd.tasks  # noqa: F401  (registers the built-in tasks; a cycle if imported at the top)
 
     if module and module != "__main__":
         importlib.import_module(module)
-    task = Task.get(name)
-    task.set_reward_terms(terms)
-    return task.training_reward()
+    return Task.get(name, terms).training_reward()

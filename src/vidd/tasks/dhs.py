@@ -19,41 +19,10 @@ from vidd.diffusion.masked import MaskedDiffusion
 from vidd.eval import metrics
 from vidd.tasks.base import Task, assets_dir
 
-#: fine-tuning presets (FinetuneConfig fields); see docs/tasks/dhs-hepg2.md
-PRESETS = {
-    # small batches on a CPU: 32 steps, 8 random states of each of 16 trajectories, a larger
-    # learning rate, and the mean-weight control variate (without it the score noise of so few
-    # states swamps the signal; see docs/methods/vidd.md)
-    "quick": {
-        "method": "vidd", "iterations": 30, "steps": 32, "batch_size": 16, "accumulation": 1, "lr": 1e-3,
-        "eval_every": 10, "eval_samples": 64, "likelihood_samples": 4, "checkpoint_every": 10,
-        "vidd": {"timesteps": 8, "update_interval": 5, "alpha": 1.0, "baseline": "mean", "rollin": {"beta": 1.0}},
-    },
-    # `vidd bench` at CPU scale: the quick preset's shapes for every method (the budget, not
-    # `iterations`, ends each run), 8 random states per trajectory wherever a method takes states
-    "bench": {
-        "iterations": 100000, "steps": 32, "batch_size": 16, "accumulation": 1, "lr": 1e-3,
-        "eval_every": 10, "eval_samples": 32, "likelihood_samples": 2, "checkpoint_every": 10,
-        "vidd": {"timesteps": 8, "update_interval": 5, "baseline": "mean"},
-        "standard": {"timesteps": 8, "baseline": "mean"},
-        "ddpo": {"timesteps": 8}, "ddpo_x0": {"timesteps": 8}, "ddpp": {"timesteps": 8},
-        "drakes": {"truncate_steps": 16},
-    },
-    # the authors' DNA script: 128 steps, 4 x 32 trajectories per update, lr 1e-4, K = 5, beta = 1, alpha = 1
-    "paper": {
-        "method": "vidd", "iterations": 1000, "steps": 128, "batch_size": 32, "accumulation": 4, "lr": 1e-4,
-        "eval_every": 25, "eval_samples": 128, "checkpoint_every": 25,
-        "vidd": {"timesteps": 0, "update_interval": 5, "alpha": 1.0, "rollin": {"beta": 1.0},
-                 "value": {"denoiser": "student"}},
-    },
-}
-
-
 class DHSHepG2(Task):
     name = "dhs-hepg2"
     alphabet = DNA
     length = SEQUENCE_LENGTH
-    presets = PRESETS
     table_metrics = ("pred_activity_median", "hepg2_acc", "kmer3_corr", "jaspar_corr", "log_likelihood_median",
                      "diversity", "uniqueness")
     tradeoff_metrics = ("diversity", "kmer3_corr")
@@ -84,11 +53,6 @@ class DHSHepG2(Task):
         return self._oracle("eval")
 
     @cached_property
-    def _likelihood_model(self) -> MaskedDiffusion:
-        """The pretrained model that scores naturalness, loaded once per task object."""
-        return self.pretrained_model().eval()
-
-    @cached_property
     def reference(self) -> list[str]:
         """Real HepG2-specific DHS sites of the test split (chr1): the naturalness reference."""
         return load_dhs()["test"].of_cell_type("HepG2")
@@ -109,10 +73,7 @@ class DHSHepG2(Task):
         for i, s in enumerate(seqs):
             self.alphabet.validate(s, self.length, where=f"sample {i + 1}")
         log_odds = self.evaluation_reward(seqs)  # p(HepG2) > 0.5 exactly when the log-odds are > 0
-        model = self._likelihood_model
-        tokens = self.alphabet.encode(seqs, self.length)
-        loglik = model.elbo(tokens, likelihood_steps, samples=likelihood_samples,
-                            generator=torch.Generator().manual_seed(seed)).numpy()
+        loglik = self.log_likelihood(seqs, likelihood_steps, likelihood_samples, seed)
         return {
             "pred_activity_median": float(np.median(log_odds)),
             "hepg2_acc": float(np.mean(log_odds > 0)),

@@ -21,41 +21,8 @@ VALID_MOLECULES = 2_000
 #: SELFIES positions; longer molecules are left out of pretraining (none in the subset)
 MAX_TOKENS = 56
 
-QED_PRESETS = {
-    # the DNA quick preset's shapes at 32 steps over 56 positions, lr 2e-4 and alpha 0.2 (the transformer
-    # drifts from the prior without gaining QED at lr 1e-3 and 3e-4); about 10.5 min measured (docs/tasks/molecules.md)
-    "quick": {
-        "method": "vidd", "iterations": 60, "steps": 32, "batch_size": 16, "accumulation": 1, "lr": 2e-4,
-        "eval_every": 10, "eval_samples": 64, "final_samples": 256, "likelihood_samples": 4,
-        "checkpoint_every": 10,
-        "vidd": {"timesteps": 8, "update_interval": 5, "alpha": 0.2, "baseline": "mean", "rollin": {"beta": 1.0}},
-    },
-    "bench": {
-        "iterations": 100000, "steps": 32, "batch_size": 16, "accumulation": 1, "lr": 2e-4,
-        "eval_every": 10, "eval_samples": 32, "likelihood_samples": 2, "checkpoint_every": 10,
-        "vidd": {"timesteps": 8, "update_interval": 5, "alpha": 0.2, "baseline": "mean"},
-        "standard": {"timesteps": 8, "baseline": "mean"},
-        "ddpo": {"timesteps": 8}, "ddpo_x0": {"timesteps": 8}, "ddpp": {"timesteps": 8},
-    },
-}
-
-DOCKING_PRESETS = {
-    # the paper's task at CPU scale: 2 chunks of 4 trajectories, 4 states each, Vina at
-    # exhaustiveness 1 on the task's process pool, the next chunk sampled while one is docked;
-    # see docs/tasks/molecules.md for the measured cost per iteration
-    "quick": {
-        "method": "vidd", "iterations": 20, "steps": 32, "batch_size": 4, "accumulation": 2, "lr": 1e-4,
-        "eval_every": 10, "eval_samples": 16, "final_samples": 32, "likelihood_samples": 4,
-        "checkpoint_every": 1, "log_rollin_reward": False, "overlap": True,
-        "vidd": {"timesteps": 4, "update_interval": 5, "alpha": 1.0, "baseline": "mean", "rollin": {"beta": 1.0}},
-    },
-}
-
-
 class MoleculeTask(Task):
     length = MAX_TOKENS
-    #: a molecule the reward cannot score (the empty one; a failed docking) gets 0, logged and counted
-    defaults = {"reward": {"on_failure": "penalty", "penalty": 0.0}}
     sample_suffix = ".smi"
     tradeoff_metrics = ("int_div", "nll_median")
 
@@ -87,14 +54,10 @@ class MoleculeTask(Task):
     @cached_property
     def alphabet(self):
         """The pretrained model's SELFIES vocabulary (plus the `[nop]` padding token)."""
-        alphabet = self._likelihood_model.alphabet
+        alphabet = self.likelihood_model.alphabet
         if alphabet.pad != PAD:
             raise ValueError(f"{self.folder / 'pretrained.pt'} is not a SELFIES model (pad {alphabet.pad!r})")
         return alphabet
-
-    @cached_property
-    def _likelihood_model(self):
-        return self.pretrained_model().eval()
 
     # ------------------------------------------------------------ samples
     def read_samples(self, path) -> list[str]:
@@ -130,11 +93,7 @@ class MoleculeTask(Task):
     def negative_log_likelihood(self, seqs: list[str], steps: int = 32, samples: int | None = 8,
                                 seed: int = 0) -> np.ndarray:
         """-ELBO of the T-step chain under the pretrained model (an upper bound on the NLL), in nats."""
-        tokens = self.alphabet.encode(seqs, self.length)
-        with torch.no_grad():
-            elbo = self._likelihood_model.elbo(tokens, steps, samples=samples,
-                                               generator=torch.Generator().manual_seed(seed))
-        return -elbo.numpy()
+        return -self.log_likelihood(seqs, steps, samples, seed)
 
     @cached_property
     def reference(self):
@@ -189,7 +148,6 @@ class MosesQED(MoleculeTask):
     """Raise drug-likeness (QED) of MOSES-like molecules; cheap (1 ms per molecule), used in tests."""
 
     name = "moses-qed"
-    presets = QED_PRESETS
     table_metrics = ("QED", "SA", "nll_median", "validity", "uniqueness", "novelty", "int_div")
 
     def training_reward(self):
@@ -217,10 +175,6 @@ class PARP1Docking(MoleculeTask):
     another seed, so a molecule that only fooled the cheap search does not count."""
 
     name = "parp1-docking"
-    presets = DOCKING_PRESETS
-    #: docking is seconds per molecule: a process pool of 2 workers (one per core here) by default
-    defaults = {"reward": {"on_failure": "penalty", "penalty": 0.0,
-                           "executor": {"kind": "process", "workers": 2, "batch_size": 1, "retries": 1}}}
     table_metrics = ("docking_median", "docking_top10", "QED", "SA", "nll_median", "validity", "uniqueness",
                      "novelty", "int_div")
     target = "PARP1"

@@ -12,33 +12,36 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vidd.core.config import ConfigError, option
-from vidd.finetune.context import Context
-from vidd.finetune.objectives.vidd import LOG_1E6, VIDD, VIDDConfig
-from vidd.finetune.rollin import RollInConfig
-from vidd.finetune.value import ValueConfig
+from vidd.training.context import Context
+from vidd.training.objectives.base import StateMethodConfig
+from vidd.training.objectives.vidd import LOG_1E6, VIDD, VIDDConfig
+from vidd.training.rollin import RollInConfig
+from vidd.training.value import ValueConfig
 
 
 @dataclass
-class StandardConfig:
+class StandardConfig(StateMethodConfig):
+    name: str = option("standard", "the fine-tuning method")
     alpha: float = option(1.0, "temperature alpha (weights exp(v(x_s) / alpha)); paper: 1")
-    timesteps: int = option(0, "roll-in steps used per trajectory (0: all T, the paper's DNA setting; else a "
-                               "random subset)")
     self_normalize: bool = option(False, "normalise the weights of each batch to mean 1 (paper: no normalisation)")
     max_log_weight: float | None = option(LOG_1E6, "clip log-weights at this value (null: no clipping)")
     baseline: Literal["none", "mean"] = option(
         "none", "control variate (not in the paper): `mean` subtracts the batch-mean weight")
-    value_completions: int = option(0, "0: v(x) = r(argmax completion by the pretrained model) (paper); M > 0: "
-                                       "alpha * log mean exp(r / alpha) over M sampled completions")
+    value: ValueConfig = option(ValueConfig(denoiser="pretrained"),
+                                "soft value v(x) of the pretrained model's completions (completions 0: the argmax "
+                                "completion, the paper; M > 0: alpha * log mean exp(r / alpha) over M samples)")
     chunk: int = option(512, "states per denoiser forward in roll-out")
 
-    #: fixed, not a field: no v(x_t) divisor (read by FinetuneConfig.derived())
-    use_value_xt = False
-
     def validate(self):
+        super().validate()
         if self.alpha <= 0:
             raise ConfigError(f"alpha: must be > 0, got {self.alpha}")
-        if self.value_completions < 0:
-            raise ConfigError(f"value_completions: must be >= 0, got {self.value_completions}")
+        if self.value.denoiser != "pretrained":
+            raise ConfigError(f"value.denoiser: standard fine-tuning values states with the pretrained model only, "
+                              f"got {self.value.denoiser!r} (use method vidd for the other denoisers)")
+
+    def reward_calls(self, trajectories: int, states: int) -> int:
+        return states * max(1, self.value.completions)
 
     def as_vidd(self) -> VIDDConfig:
         """The equivalent VIDD settings: pretrained roll-in, pretrained values, no v(x_t) divisor."""
@@ -46,7 +49,7 @@ class StandardConfig:
             alpha=self.alpha, timesteps=self.timesteps, use_value_xt=False, self_normalize=self.self_normalize,
             max_log_weight=self.max_log_weight, baseline=self.baseline, chunk=self.chunk,
             rollin=RollInConfig(beta=0.0),
-            value=ValueConfig(denoiser="pretrained", completions=self.value_completions),
+            value=self.value,
         )
 
 

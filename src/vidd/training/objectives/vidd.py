@@ -9,21 +9,21 @@ import numpy as np
 import torch
 
 from vidd.core.config import ConfigError, option
-from vidd.finetune.context import Context
-from vidd.finetune.objectives.base import (
-    Batch, RollInMethod, effective_sample_size, importance_weights, masked_states,
+from vidd.training.context import Context
+from vidd.training.objectives.base import (
+    Batch, RollInMethod, StateMethodConfig, effective_sample_size, importance_weights, masked_states,
 )
-from vidd.finetune.rollin import RollInConfig
-from vidd.finetune.value import ValueConfig, ValueEstimator
+from vidd.training.rollin import RollInConfig
+from vidd.training.value import ValueConfig, ValueEstimator
 
 LOG_1E6 = float(np.log(1e6))
 
 
 @dataclass
-class VIDDConfig:
+class VIDDConfig(StateMethodConfig):
+    name: str = option("vidd", "the fine-tuning method")
     alpha: float = option(1.0, "temperature alpha of the KL-regularised objective (weights exp(dv / alpha))")
     update_interval: int = option(5, "K: copy the student into the roll-out model every K iterations")
-    timesteps: int = option(0, "roll-in steps used per trajectory (0: all T; else a random subset)")
     use_value_xt: bool = option(True, "divide by exp(v(x_t) / alpha) (the soft Bellman normaliser)")
     self_normalize: bool = option(False, "normalise the weights of each batch to mean 1")
     max_log_weight: float | None = option(LOG_1E6, "clip log-weights at this value (null: no clipping)")
@@ -35,10 +35,14 @@ class VIDDConfig:
     chunk: int = option(512, "states per denoiser forward in roll-out")
 
     def validate(self):
+        super().validate()
         if self.alpha <= 0:
             raise ConfigError(f"alpha: must be > 0, got {self.alpha}")
         if self.update_interval < 1:
             raise ConfigError(f"update_interval: must be >= 1, got {self.update_interval}")
+
+    def reward_calls(self, trajectories: int, states: int) -> int:
+        return states * (1 + self.use_value_xt) * max(1, self.value.completions)
 
 
 class VIDD(RollInMethod):
@@ -97,7 +101,8 @@ class VIDD(RollInMethod):
 
 
 @dataclass
-class VIDDx0Config:
+class VIDDx0Config(StateMethodConfig):
+    name: str = option("vidd-x0", "the fine-tuning method")
     alpha: float = option(1.0, "temperature alpha")
     update_interval: int = option(5, "K: copy the student into the roll-out model every K iterations")
     timesteps: int = option(1, "roll-in steps used per trajectory (the authors used 1)")
@@ -108,8 +113,12 @@ class VIDDx0Config:
     value: ValueConfig = option(ValueConfig(), "value of x_t: r of the denoiser's completion")
 
     def validate(self):
+        super().validate()
         if self.alpha <= 0 or self.clamp < 1:
             raise ConfigError("alpha, clamp: alpha must be > 0 and clamp >= 1")
+
+    def reward_calls(self, trajectories: int, states: int) -> int:
+        return trajectories + states * max(1, self.value.completions)
 
 
 class VIDDx0(RollInMethod):

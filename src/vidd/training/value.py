@@ -10,7 +10,7 @@ import torch
 
 from vidd.core.config import ConfigError, option
 from vidd.diffusion.masked import gumbel_argmax
-from vidd.finetune.context import Context
+from vidd.training.context import Context
 from vidd.core.numerics import log_mean_exp
 
 

@@ -25,27 +25,30 @@ from dataclasses import dataclass
 import torch
 
 from vidd.core.config import ConfigError, option
-from vidd.finetune.context import Context
-from vidd.finetune.objectives.base import Batch, RollInMethod
-from vidd.finetune.rollin import RollInConfig
-from vidd.finetune.value import ValueConfig, ValueEstimator
+from vidd.training.context import Context
+from vidd.training.objectives.base import Batch, RollInMethod, StateMethodConfig
+from vidd.training.rollin import RollInConfig
+from vidd.training.value import ValueConfig, ValueEstimator
 
 
 @dataclass
-class DDPPConfig:
+class DDPPConfig(StateMethodConfig):
+    name: str = option("ddpp", "the fine-tuning method")
     alpha: float = option(1.0, "temperature alpha of the target p_pre exp(r / alpha); paper: 1")
     length_normalize: bool = option(True, "average the log-likelihoods over L, as the authors' code did (reward "
                                           "scale inconsistent with alpha); false: sums")
-    timesteps: int = option(0, "roll-in steps used per trajectory (0: all T, the paper's DNA setting; else a "
-                               "random subset)")
     rollin: RollInConfig = option(RollInConfig(beta=0.0, source="student"),
                                   "where x_t comes from (paper DNA: pretrained, beta 0; proteins: the student, "
                                   "beta 1)")
     value_batch_size: int = option(512, "states per pretrained-denoiser forward for v_pre(x_t)")
 
     def validate(self):
+        super().validate()
         if self.alpha <= 0:
             raise ConfigError(f"alpha: must be > 0, got {self.alpha}")
+
+    def reward_calls(self, trajectories: int, states: int) -> int:
+        return trajectories + states
 
 
 class DDPP(RollInMethod):

@@ -35,13 +35,14 @@ import torch.nn.functional as F
 
 from vidd.core.config import ConfigError, option
 from vidd.diffusion.masked import MaskedDiffusion
-from vidd.finetune.context import Context
-from vidd.finetune.objectives.base import Batch, Method
+from vidd.training.context import Context
+from vidd.training.objectives.base import Batch, Method, MethodConfig
 from vidd.rewards.base import DifferentiableReward
 
 
 @dataclass
-class DRAKESConfig:
+class DRAKESConfig(MethodConfig):
+    name: str = option("drakes", "the fine-tuning method")
     temperature: float = option(1.0, "Gumbel-softmax temperature of the relaxed samples (DRAKES DNA: 1.0)")
     kl_weight: float = option(
         0.128, "weight of the trajectory KL to the pretrained model. DRAKES DNA used 0.001 on a per-step rate "
@@ -51,9 +52,6 @@ class DRAKESConfig:
                                      "DNA: 50")
     truncate_kl: bool = option(False, "sum the KL over the last truncate_steps steps only (DRAKES DNA: false, "
                                       "all steps)")
-
-    #: fixed, not a field (read by FinetuneConfig.derived()): one reward call per sample
-    use_value_xt = False
 
     def validate(self):
         if self.temperature <= 0:

@@ -17,7 +17,7 @@ import torch
 
 from vidd.core.config import ConfigError, option
 from vidd.diffusion.masked import Trajectory
-from vidd.finetune.context import Context
+from vidd.training.context import Context
 
 
 @dataclass

@@ -3,119 +3,32 @@
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
-import json
 import math
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 import numpy as np
 import torch
-import yaml
 from tqdm.auto import tqdm
 
-from vidd.core.atomic import atomic_open
-from vidd.core.config import ConfigError, option, to_dict
-from vidd.core.atomic import atomic_torch_save
+from vidd.core.config import to_dict
+from vidd.core.runfolder import RunFolder
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.eval.metrics import finite_median
-from vidd.finetune.context import Context
-from vidd.finetune.distributed import ProcessGroup, merge_reward_accounting, world_size
-from vidd.finetune.objectives import (
-    DDPOConfig, DDPOx0Config, DDPPConfig, DRAKESConfig, Method, StandardConfig, VIDDConfig, VIDDx0Config,
-)
+from vidd.eval.samples import SampleFormat
 from vidd.rewards.base import Reward, as_reward
-from vidd.rewards.counted import CountedReward, RewardPolicy
-from vidd.samples import SampleFormat
+from vidd.rewards.counted import CountedReward
+from vidd.training.config import FinetuneConfig
+from vidd.training.context import Context
+from vidd.training.distributed import ProcessGroup, merge_reward_accounting, world_size
+from vidd.training.objectives import Method
 
 PHASES = ("rollin", "rollout", "value", "reward", "backward", "eval")
-
-
-@dataclass
-class FinetuneConfig:
-    method: str = option("vidd", "fine-tuning method (one of the registered methods, e.g. vidd, vidd-x0)")
-    iterations: int = option(200, "outer iterations S (one optimiser step each)")
-    steps: int = option(128, "denoising steps T of every roll-in and evaluation sample")
-    batch_size: int = option(32, "roll-in trajectories per accumulation step")
-    accumulation: int = option(4, "accumulation steps per optimiser step (with N processes each collects "
-                                  "accumulation / N of them: the global batch does not change)")
-    lr: float = option(1e-4, "Adam learning rate")
-    weight_decay: float = option(0.0, "Adam weight decay")
-    grad_clip: float = option(1.0, "gradient-norm clip")
-    loss_chunk: int = option(256, "training examples per student forward/backward (memory bound)")
-    reward: RewardPolicy = option(RewardPolicy(), "reward cache, budget and failure policy")
-    log_rollin_reward: bool = option(True, "score each iteration's roll-in samples with the training reward "
-                                           "(counted calls) to log reward statistics")
-    eval_every: int = option(10, "iterations between evaluations of the student (0: only at the end)")
-    eval_samples: int = option(64, "student samples per evaluation")
-    final_samples: int = option(256, "student samples scored by the final evaluation (final_eval.json)")
-    likelihood_samples: int = option(16, "Monte Carlo steps of the pretrained model's ELBO per sample")
-    checkpoint_every: int = option(10, "iterations between checkpoints (the last iteration is always saved)")
-    seed: int = option(0, "random seed (a CPU run is bit-reproducible, resumed or not)")
-    threads: int = option(0, "torch CPU threads (0: torch default)")
-    device: str = option("cpu", "torch device (`cuda` under torchrun: cuda:LOCAL_RANK)")
-    overlap: bool = option(
-        False, "collect two accumulation chunks at a time in threads, so one chunk samples its roll-ins while "
-               "the other waits for its rewards (worth it when the reward runs on an executor, reward.executor; "
-               "the results are the same as without)")
-    distributed_backend: Literal["auto", "gloo", "nccl"] = option(
-        "auto", "torch.distributed backend of a data-parallel run (torchrun, WORLD_SIZE > 1) when the trainer "
-                "starts the process group: auto = nccl for CUDA devices, else gloo")
-    vidd: VIDDConfig = option(VIDDConfig(), "settings of method vidd")
-    vidd_x0: VIDDx0Config = option(VIDDx0Config(), "settings of method vidd-x0")
-    standard: StandardConfig = option(StandardConfig(), "settings of method standard (single-round fine-tuning)")
-    ddpo: DDPOConfig = option(DDPOConfig(), "settings of method ddpo (per-step likelihood ratio)")
-    ddpo_x0: DDPOx0Config = option(DDPOx0Config(), "settings of method ddpo-x0 (the authors' x_0 ratio)")
-    ddpp: DDPPConfig = option(DDPPConfig(), "settings of method ddpp")
-    drakes: DRAKESConfig = option(DRAKESConfig(), "settings of method drakes (differentiable rewards only)")
-
-    def validate(self):
-        Method.lookup(self.method)
-        for name in ("iterations", "steps", "batch_size", "accumulation", "loss_chunk", "eval_samples",
-                     "final_samples"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
-
-    def method_config(self):
-        return getattr(self, self.method.replace("-", "_"))
-
-    def check_world(self, world: int) -> None:
-        """A data-parallel run of `world` processes keeps the global batch (batch_size x accumulation
-        trajectories per update): each process collects accumulation / world of the chunks, so
-        accumulation must be a multiple of world."""
-        if world <= 1 or self.accumulation % world == 0:
-            return
-        total = self.batch_size * self.accumulation
-        fits = [a for a in range(world, total + 1, world) if total % a == 0]
-        if fits:
-            a = min(fits, key=lambda a: (abs(a - self.accumulation), -a))
-            hint = f"e.g. accumulation={a} with batch_size={total // a} keeps the {total} trajectories per update"
-        else:
-            a = -(-self.accumulation // world) * world
-            hint = f"e.g. accumulation={a} ({self.batch_size * a} trajectories per update)"
-        raise ConfigError(
-            f"accumulation: {self.accumulation} chunks of batch_size {self.batch_size} cannot be split evenly over "
-            f"{world} processes; accumulation must be a multiple of the number of processes ({hint})")
-
-    def derived(self, world: int = 1) -> dict:
-        section = self.method_config()
-        per_traj = getattr(section, "timesteps", 0) or self.steps
-        trajectories = self.batch_size * self.accumulation
-        states = trajectories * min(per_traj, self.steps)
-        value = getattr(section, "value", None)
-        calls = states * (1 + getattr(section, "use_value_xt", True)) * max(1, value.completions if value else 1)
-        calls += trajectories if self.log_rollin_reward else 0
-        rows = {"trajectories per update": trajectories, "training states per update (at most)": states,
-                "reward calls per iteration (at most, before caching)": calls}
-        if world > 1:
-            rows.update({"processes": world, "accumulation steps per process": self.accumulation // world,
-                         "trajectories per process per update": trajectories // world})
-        return rows
 
 
 def chunk_generator(seed: int, iteration: int, chunk: int) -> torch.Generator:
@@ -139,7 +52,7 @@ class Trainer:
     its share of the accumulation chunks; the main process alone evaluates and writes the run folder."""
 
     def __init__(self, config: FinetuneConfig, pretrained: MaskedDiffusion, reward,
-                 eval_reward: Reward | None = None, out: str | Path | None = None,
+                 eval_reward: Reward | None = None, folder: RunFolder | None = None,
                  final_evaluator: Callable[[list[str]], dict] | None = None, log=print,
                  samples: SampleFormat | None = None):
         self.config = config
@@ -147,7 +60,7 @@ class Trainer:
         self.group = ProcessGroup.join(config.distributed_backend, config.device)
         self.device = self.group.device
         self.samples = samples or SampleFormat()
-        self.out = Path(out) if out else None
+        self.folder = folder
         self.log = log if self.group.main else (lambda *args, **kwargs: None)
         self.final_evaluator = final_evaluator
         if config.threads:
@@ -165,7 +78,7 @@ class Trainer:
                            total_iterations=config.iterations)
         if self.group.world > 1:
             self.ctx.reward.journal = {}  # merged across processes after every iteration
-        self.method = Method.lookup(config.method)(config.method_config())
+        self.method = Method.lookup(config.method.name)(config.method)
         self.eval_reward = as_reward(eval_reward) if eval_reward is not None else None
         self.optimizer = torch.optim.Adam(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.metrics: list[dict] = []
@@ -180,13 +93,13 @@ class Trainer:
 
     def _run(self, resume: bool) -> FinetuneResult:
         cfg, ctx, group = self.config, self.ctx, self.group
-        if self.out:
+        if self.folder:
             group.on_main(lambda: self._prepare_folder(resume))
             if resume:
                 self._resume()
         self.log("derived: " + ", ".join(f"{k} = {v}" for k, v in cfg.derived(group.world).items()))
         total = None if cfg.reward.budget else cfg.iterations  # a budget ends the run at an unknown iteration
-        bar = tqdm(total=total, initial=ctx.iteration, desc=f"finetune {cfg.method}", mininterval=1.0,
+        bar = tqdm(total=total, initial=ctx.iteration, desc=f"finetune {cfg.method.name}", mininterval=1.0,
                    disable=not group.main)
         while ctx.iteration < cfg.iterations and not ctx.reward.exhausted:
             start = time.perf_counter()
@@ -205,7 +118,7 @@ class Trainer:
                        reward_failures=ctx.reward.failures,
                        wall_seconds=self.wall_seconds, iteration_seconds=time.perf_counter() - start)
             self.metrics.append(row)
-            if self.out:
+            if self.folder:
                 checkpoint = ctx.iteration % cfg.checkpoint_every == 0 or last
                 group.on_main(lambda: self._write_iteration(row, checkpoint))
             bar.update(1)
@@ -215,8 +128,8 @@ class Trainer:
         bar.close()
         if ctx.reward.exhausted:
             self.log(f"stopped: reward budget of {cfg.reward.budget} calls reached after {ctx.iteration} iterations")
-        result = FinetuneResult(ctx.student, self.metrics, self.out, ctx.reward.calls)
-        if self.out:
+        result = FinetuneResult(ctx.student, self.metrics, self.folder.path if self.folder else None, ctx.reward.calls)
+        if self.folder:
             group.on_main(self._finish)
         return result
 
@@ -305,12 +218,12 @@ class Trainer:
                    "eval_kl_to_pretrained": kl}
             if self.eval_reward is not None:
                 row["eval_reward_median"] = finite_median(self.eval_reward(seqs))
-            if self.out:
+            if self.folder:
                 self._write_samples(f"iter_{ctx.iteration + 1:05d}", seqs)
         return row
 
     def _write_samples(self, stem: str, seqs: list[str]) -> None:
-        self.samples.write_samples(self.out / "samples" / f"{stem}{self.samples.sample_suffix}", seqs)
+        self.samples.write_samples(self.folder.samples_file(stem, self.samples.sample_suffix), seqs)
 
     def _kl_to_pretrained(self, traj) -> float:
         """Monte Carlo KL(p_theta || p_pre) of the whole chain: the sum over steps of the log-ratio of
@@ -323,11 +236,8 @@ class Trainer:
         return float(total.mean())
 
     def _finish(self) -> None:
-        from vidd.eval.report import write_report
-
-        self.ctx.student.save(self.out / "checkpoints" / "student.pt")
+        self.ctx.student.save(self.folder.student_checkpoint)
         self._final_eval()
-        write_report(self.out)
 
     def _final_eval(self) -> None:
         gen = torch.Generator().manual_seed(self.config.seed + 7)
@@ -340,57 +250,31 @@ class Trainer:
         report.update(n=len(seqs), reward_calls=self.ctx.reward.calls,
                       monitor_reward_calls=self.ctx.reward.monitor_calls, wall_seconds=self.wall_seconds,
                       iterations=self.ctx.iteration)
-        with atomic_open(self.out / "final_eval.json") as f:
-            json.dump(report, f, indent=2)
+        self.folder.write_final_eval(report)
 
     # ----------------------------------------------------- run folder / resume
     def _prepare_folder(self, resume: bool) -> None:
         """Main process: check the folder (resume) or create it (new run)."""
-        out, ckpt = self.out, self.out / "checkpoints" / "last.pt"
         if resume:
-            if not ckpt.is_file():
-                raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
-            return
-        if (out / "metrics.jsonl").exists() or ckpt.exists():
-            raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (out / "samples").mkdir(exist_ok=True)
-        with atomic_open(out / "config.yaml") as f:
-            yaml.safe_dump(to_dict(self.config), f, sort_keys=False)
+            self.folder.check_resumable()
+        else:
+            self.folder.create(to_dict(self.config))
 
     def _resume(self) -> None:
         """Every process: continue from the checkpoint; the main process drops metric rows past it."""
-        self._load_checkpoint(self.out / "checkpoints" / "last.pt")
-        rows = [json.loads(line) for line in (self.out / "metrics.jsonl").read_text().splitlines() if line.strip()]
-        self.metrics = [r for r in rows if r["iteration"] <= self.ctx.iteration]
-        self.group.on_main(self._rewrite_metrics)
-        self.log(f"resumed {self.out} at iteration {self.ctx.iteration}")
+        self._load_checkpoint()
+        self.metrics = [r for r in self.folder.read_metrics() if r["iteration"] <= self.ctx.iteration]
+        self.group.on_main(lambda: self.folder.rewrite_metrics(self.metrics))
+        self.log(f"resumed {self.folder.path} at iteration {self.ctx.iteration}")
 
     def _write_iteration(self, row: dict, checkpoint: bool) -> None:
-        self._append_metrics(row)
+        self.folder.append_metrics(row, self.metrics)
         if checkpoint:
             self._save_checkpoint()
 
-    def _append_metrics(self, row: dict) -> None:
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
-        self._write_csv()
-
-    def _rewrite_metrics(self) -> None:
-        with atomic_open(self.out / "metrics.jsonl") as f:
-            f.writelines(json.dumps(r) + "\n" for r in self.metrics)
-        self._write_csv()
-
-    def _write_csv(self) -> None:
-        keys = list(dict.fromkeys(k for r in self.metrics for k in r))
-        with atomic_open(self.out / "metrics.csv") as f:
-            writer = csv.DictWriter(f, keys)
-            writer.writeheader()
-            writer.writerows(self.metrics)
-
     def _save_checkpoint(self) -> None:
         ctx = self.ctx
-        atomic_torch_save({
+        self.folder.save_checkpoint({
             "model": {**ctx.student.spec(), "state_dict": ctx.student.state_dict()},
             "rollout": ctx.rollout.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -398,10 +282,10 @@ class Trainer:
             "reward": ctx.reward.state_dict(),
             "method": self.method.state_dict(),
             "wall_seconds": self.wall_seconds,
-        }, self.out / "checkpoints" / "last.pt")
+        })
 
-    def _load_checkpoint(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
+    def _load_checkpoint(self) -> None:
+        state = self.folder.load_checkpoint(self.device)
         ctx = self.ctx
         ctx.student.load_state_dict(state["model"]["state_dict"])
         ctx.rollout.load_state_dict(state["rollout"])
@@ -411,10 +295,3 @@ class Trainer:
         self.method.load_state_dict(state["method"])
         self.wall_seconds = state["wall_seconds"]
 
-
-def finetune(model: MaskedDiffusion, reward, config: FinetuneConfig | None = None, *,
-             eval_reward=None, out: str | Path | None = None, resume: bool = False, log=print) -> FinetuneResult:
-    """Fine-tune any masked diffusion model against any reward (a Reward or a plain callable
-    `list[str] -> floats`). Returns the fine-tuned student and the per-iteration metrics. Under torchrun
-    (WORLD_SIZE > 1) the run is data-parallel (docs/scaling.md) and every process returns the same result."""
-    return Trainer(config or FinetuneConfig(), model, reward, eval_reward, out, log=log).run(resume)

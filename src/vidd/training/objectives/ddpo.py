@@ -15,35 +15,37 @@ inactive and the update is REINFORCE with a standardised-reward baseline; the cl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 
 from vidd.core.config import ConfigError, option
 from vidd.diffusion.masked import MaskedDiffusion
-from vidd.finetune.context import Context
-from vidd.finetune.objectives.base import Batch, Method, lazy_update, select_timesteps
+from vidd.training.context import Context
+from vidd.training.objectives.base import Batch, Method, StateMethodConfig, lazy_update, select_timesteps
+from vidd.training.rollin import RollInConfig
 
 
 @dataclass
-class DDPOConfig:
+class DDPOConfig(StateMethodConfig):
+    name: str = option("ddpo", "the fine-tuning method")
     clip: float = option(0.2, "PPO clip eps: rho is clipped to [1 - eps, 1 + eps] (0.2, the textbook PPO/DDPO "
                               "value; the VIDD authors' code used 1e-4 with its x0 ratio, see ddpo-x0)")
     update_interval: int = option(1, "K: refresh `old` (the roll-out model) from the student every K "
                                      "iterations (paper: 1, the snapshot before the update)")
-    timesteps: int = option(0, "roll-in steps used per trajectory (0: all T, the paper's DNA setting; else a "
-                               "random subset)")
-    rollin: Literal["student", "rollout"] = option(
-        "student", "roll-in model: the live student (on-policy; the paper's DNA setting) or `rollout`, i.e. "
-                   "`old` (the authors' protein setting; the PPO setting when update_interval > 1)")
+    rollin: RollInConfig = option(
+        RollInConfig(source="student"), "roll-in model (`source`): the live student (on-policy; the paper's DNA "
+                                        "setting) or `rollout`, i.e. `old` (the authors' protein setting; the PPO "
+                                        "setting when update_interval > 1). DDPO takes no pretrained roll-ins and no "
+                                        "replay: beta stays 1")
     normalize_advantage: bool = option(True, "standardise the final rewards across the batch (paper: yes)")
     chunk: int = option(512, "states per denoiser forward when scoring with `old`")
 
-    #: fixed, not a field (read by FinetuneConfig.derived()): no per-state values
-    use_value_xt = False
-
     def validate(self):
+        super().validate()
+        if self.rollin.beta != 1 or self.rollin.beta_end is not None or self.rollin.replay_size:
+            raise ConfigError("rollin: DDPO is on-policy; only rollin.source may change (beta 1, no beta_end, "
+                              "no replay)")
         if self.clip <= 0:
             raise ConfigError(f"clip: must be > 0, got {self.clip}")
         if self.update_interval < 1:
@@ -52,6 +54,7 @@ class DDPOConfig:
 
 @dataclass
 class DDPOx0Config(DDPOConfig):
+    name: str = option("ddpo-x0", "the fine-tuning method")
     clip: float = option(1e-4, "PPO clip eps (1e-4: the VIDD authors' `--ratio_clip` default)")
 
 
@@ -79,7 +82,7 @@ class DDPO(Method):
     def collect(self, ctx: Context, n: int) -> Batch:
         cfg = self.config
         with ctx.timed("rollin"):
-            traj = ctx.model(cfg.rollin).sample(n, ctx.steps, ctx.generator, record=True)
+            traj = ctx.model(cfg.rollin.source).sample(n, ctx.steps, ctx.generator, record=True)
         r = ctx.rewards(traj.final)
         adv = (r - r.mean()) / (r.std() + 1e-8) if cfg.normalize_advantage else r
         b, k = select_timesteps(ctx, n, traj.steps, cfg.timesteps)

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from vidd.core.config import ConfigError
-from vidd.finetune.context import Context
+from vidd.core.config import ConfigError, option
+from vidd.training.context import Context
+from vidd.training.rollin import RollIn
 
 
 @dataclass
@@ -33,9 +34,43 @@ class Batch:
         return len(next(iter(self.examples.values()))) if self.examples else 0
 
 
+@dataclass
+class MethodConfig:
+    """The base of every method's settings (the run config's `method` section). `name` picks the method;
+    the section holds that method's fields only (`vidd config finetune --method NAME` lists them)."""
+
+    name: str = option("", "the fine-tuning method")
+
+    @classmethod
+    def subtype_for(cls, name: str) -> type["MethodConfig"]:
+        return Method.lookup(name).Config
+
+    def training_states(self, trajectories: int, steps: int) -> int:
+        """Training examples one update takes from `trajectories` roll-ins of `steps` steps (at most)."""
+        return trajectories
+
+    def reward_calls(self, trajectories: int, states: int) -> int:
+        """Training-reward calls of one update at most, before caching (roll-in logging not included)."""
+        return trajectories
+
+
+@dataclass
+class StateMethodConfig(MethodConfig):
+    """A method trained on states x_t of roll-in trajectories."""
+
+    timesteps: int = option(0, "roll-in steps used per trajectory (0: all T; else a random subset)")
+
+    def validate(self):
+        if self.timesteps < 0:
+            raise ConfigError(f"timesteps: must be >= 0 (0: all steps), got {self.timesteps}")
+
+    def training_states(self, trajectories: int, steps: int) -> int:
+        return trajectories * min(self.timesteps or steps, steps)
+
+
 class Method:
     name: str = ""
-    Config: type = object
+    Config: type[MethodConfig] = MethodConfig
     registry: dict[str, type["Method"]] = {}
     #: trains a model (False for inference-time methods such as Best-of-N)
     trains: bool = True
@@ -43,6 +78,8 @@ class Method:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls.name:
+            if cls.Config().name != cls.name:
+                raise TypeError(f"{cls.__name__}.Config must default `name` to {cls.name!r}")
             Method.registry[cls.name] = cls
 
     @staticmethod
@@ -119,8 +156,6 @@ class RollInMethod(Method):
 
     def __init__(self, config):
         super().__init__(config)
-        from vidd.finetune.rollin import RollIn
-
         self.rollin = RollIn(config.rollin)
 
     def states_and_endpoints(self, ctx: Context, n: int, per_trajectory: int):
