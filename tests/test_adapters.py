@@ -152,11 +152,15 @@ def test_checkpoint_round_trip_keeps_the_template_and_the_weights(tmp_path):
     x = model.initial_state(2)
     a, b = model.denoise(x, torch.tensor(1.0)), loaded.eval().denoise(x, torch.tensor(1.0))
     assert torch.allclose(a[:, DESIGN], b[:, DESIGN], atol=1e-5)
-    # a fresh interpreter that never imported the chain or the backbone module loads it too (as `vidd sample --checkpoint` does)
+    # a fresh interpreter that never imported the chain or the backbone module loads it too (as `vidd sample
+    # --checkpoint` does), and so a masked-LM backbone under the plain masked chain
+    plain = tmp_path / "plain.pt"
+    MaskedDiffusion(model.backbone, PROTEIN, 4).save(plain)
     code = ("from vidd.diffusion.masked import MaskedDiffusion; "
-            f"m = MaskedDiffusion.load({str(path)!r}); print(type(m).__name__, int(m.designable.sum()))")
+            f"m = MaskedDiffusion.load({str(path)!r}); print(type(m).__name__, int(m.designable.sum())); "
+            f"p = MaskedDiffusion.load({str(plain)!r}); print(type(p).__name__, type(p.backbone).__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["OrderAgnosticDiffusion", "10"]
+    assert out.stdout.split() == ["OrderAgnosticDiffusion", "10", "MaskedDiffusion", "MaskedLMBackbone"]
 
 
 def test_relaxed_inputs_are_refused_with_a_clear_message():
