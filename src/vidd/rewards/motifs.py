@@ -25,6 +25,7 @@ from functools import lru_cache
 from typing import Mapping, Sequence
 
 import numpy as np
+from pyjaspar import jaspardb
 
 from vidd.core.alphabets import DNA, SequenceError, dna_codes
 from vidd.rewards.base import Reward
@@ -56,8 +57,6 @@ def encode_dna(seqs: Sequence[str], where: str = "sequence") -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _jaspar(release: str):
-    from pyjaspar import jaspardb
-
     return jaspardb(release=release)
 
 

@@ -20,6 +20,7 @@ import torch
 
 from vidd.core.config import ConfigError
 from vidd.finetune.context import Context
+from vidd.finetune.rollin import RollIn
 
 
 @dataclass
@@ -119,8 +120,6 @@ class RollInMethod(Method):
 
     def __init__(self, config):
         super().__init__(config)
-        from vidd.finetune.rollin import RollIn
-
         self.rollin = RollIn(config.rollin)
 
     def states_and_endpoints(self, ctx: Context, n: int, per_trajectory: int):
