@@ -15,11 +15,12 @@ import pytest
 import torch
 
 from vidd.core.alphabets import DNA, PROTEIN
-from vidd.diffusion.adapters import (
-    ANTIBERTY_VOCAB, MaskedLMBackbone, OrderAgnosticDiffusion, adapter_model, load_esm2,
-    load_evodiff_oadm, from_hf_masked_lm, evodiff_config_path, evodiff_oadm_arguments, reveal_schedule, template_tokens,
-    vocabulary_ids,
+from vidd.diffusion.lm_backbone import MaskedLMBackbone, vocabulary_ids
+from vidd.diffusion.loaders import (
+    ANTIBERTY_VOCAB, adapter_model, evodiff_config_path, evodiff_oadm_arguments, from_hf_masked_lm, load_esm2,
+    load_evodiff_oadm,
 )
+from vidd.diffusion.order_agnostic import OrderAgnosticDiffusion, reveal_schedule, template_tokens
 from vidd.diffusion.backbones import DilatedCNN
 from vidd.core.extras import MissingExtra, require
 from vidd.diffusion.masked import MaskedDiffusion
@@ -151,11 +152,15 @@ def test_checkpoint_round_trip_keeps_the_template_and_the_weights(tmp_path):
     x = model.initial_state(2)
     a, b = model.denoise(x, torch.tensor(1.0)), loaded.eval().denoise(x, torch.tensor(1.0))
     assert torch.allclose(a[:, DESIGN], b[:, DESIGN], atol=1e-5)
-    # a fresh interpreter that never imported the adapters loads it too (as `vidd sample --checkpoint` does)
+    # a fresh interpreter that never imported the chain or the backbone module loads it too (as `vidd sample
+    # --checkpoint` does), and so a masked-LM backbone under the plain masked chain
+    plain = tmp_path / "plain.pt"
+    MaskedDiffusion(model.backbone, PROTEIN, 4).save(plain)
     code = ("from vidd.diffusion.masked import MaskedDiffusion; "
-            f"m = MaskedDiffusion.load({str(path)!r}); print(type(m).__name__, int(m.designable.sum()))")
+            f"m = MaskedDiffusion.load({str(path)!r}); print(type(m).__name__, int(m.designable.sum())); "
+            f"p = MaskedDiffusion.load({str(plain)!r}); print(type(p).__name__, type(p.backbone).__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["OrderAgnosticDiffusion", "10"]
+    assert out.stdout.split() == ["OrderAgnosticDiffusion", "10", "MaskedDiffusion", "MaskedLMBackbone"]
 
 
 def test_relaxed_inputs_are_refused_with_a_clear_message():

@@ -21,7 +21,7 @@ from vidd.core.alphabets import SequenceError  # noqa: E402
 from vidd.cli import app  # noqa: E402
 from vidd.core.config import ConfigError  # noqa: E402
 from vidd.data.antibodies import ANTIBODIES, antibody, number_heavy_chain  # noqa: E402
-from vidd.diffusion.adapters import OrderAgnosticDiffusion  # noqa: E402
+from vidd.diffusion.order_agnostic import OrderAgnosticDiffusion  # noqa: E402
 from vidd.core.extras import MissingExtra  # noqa: E402
 from vidd.core.errors import UserError  # noqa: E402
 from vidd.rewards import antibody as rewards  # noqa: E402

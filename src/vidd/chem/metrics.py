@@ -3,12 +3,17 @@ property-distribution distances and (optionally) the Frechet ChemNet Distance.""
 
 from __future__ import annotations
 
+import random
 from functools import lru_cache
 
 import numpy as np
+from scipy import linalg
+from scipy.stats import wasserstein_distance
 
 from vidd.chem.molecules import mol_from_smiles, selfies_to_smiles
 from vidd.chem.properties import internal_diversity, property_table
+from vidd.data.fetch import cache_dir
+from vidd.data.moses import load_moses
 
 
 def decode_all(selfies: list[str]) -> list[str | None]:
@@ -17,8 +22,6 @@ def decode_all(selfies: list[str]) -> list[str | None]:
 
 
 def wasserstein(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import wasserstein_distance
-
     return float(wasserstein_distance(a, b)) if len(a) and len(b) else float("nan")
 
 
@@ -26,19 +29,12 @@ def wasserstein(a: np.ndarray, b: np.ndarray) -> float:
 def moses_training_set() -> frozenset[str]:
     """Canonical SMILES of all 1.58M MOSES training molecules, for novelty (MOSES' own file is
     canonical RDKit SMILES; we re-canonicalise only the generated side)."""
-    from vidd.data.moses import load_moses
-
     return frozenset(load_moses("train"))
 
 
 @lru_cache(maxsize=4)
 def reference_properties(size: int = 10_000, seed: int = 0) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
     """A seeded subset of the MOSES test set and its properties (cached to disk: ~15 s to compute)."""
-    import random
-
-    from vidd.data.fetch import cache_dir
-    from vidd.data.moses import load_moses
-
     test = load_moses("test")
     smiles = tuple(random.Random(seed).sample(test, min(size, len(test))))
     path = cache_dir() / f"moses-test-properties-{len(smiles)}-seed{seed}.npz"
@@ -54,8 +50,6 @@ def reference_properties(size: int = 10_000, seed: int = 0) -> tuple[tuple[str, 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Frechet distance between Gaussians fitted to the rows of `a` and of `b`:
     |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))."""
-    from scipy import linalg
-
     mu_a, mu_b = a.mean(0), b.mean(0)
     s_a, s_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
     covmean = linalg.sqrtm(s_a @ s_b)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Sequence
 
+import numpy as np
 import torch
 
 from vidd.core.errors import UserError
@@ -109,3 +111,17 @@ class Alphabet:
 
 DNA = Alphabet("DNA", "ACGT")
 PROTEIN = Alphabet("protein", "ACDEFGHIKLMNPQRSTVWY")
+
+_DNA_CODES = np.full(256, -1, dtype=np.int8)  # byte -> DNA letter index, -1 for any other byte
+_DNA_CODES[np.frombuffer(DNA.letters.encode("ascii"), dtype=np.uint8)] = np.arange(DNA.size)
+
+
+def dna_codes(seqs: Sequence[str]) -> np.ndarray | None:
+    """The strings concatenated, as a flat int8 array of DNA letter indices (A=0 C=1 G=2 T=3) by one table
+    lookup (fast on millions of bases); None if any character is not one of them (`DNA.validate` explains)."""
+    try:
+        raw = "".join(seqs).encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    codes = _DNA_CODES[np.frombuffer(raw, dtype=np.uint8)]
+    return None if (codes < 0).any() else codes

@@ -9,12 +9,17 @@ H2 = 56-65, H3 = 105-117 (insertions included).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 from functools import cached_property
 
+from vidd.core.atomic import atomic_open
 from vidd.core.errors import UserError
+from vidd.core.extras import require
+from vidd.data.fetch import cache_dir
 
 
 @dataclass(frozen=True)
@@ -89,8 +94,6 @@ class Numbering:
 
 
 def _cache_path(sequence: str):
-    from vidd.data.fetch import cache_dir
-
     digest = hashlib.sha256(sequence.encode()).hexdigest()[:16]
     return cache_dir() / "antibodies" / f"imgt-{digest}.json"
 
@@ -104,8 +107,6 @@ def number_heavy_chain(sequence: str, cache: bool = True) -> Numbering:
             return Numbering(sequence, tuple(tuple(p) if p else None for p in data["positions"]))
     numbering = _anarcii_numbering(sequence)
     if cache:
-        from vidd.core.atomic import atomic_open
-
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_open(path) as f:
             json.dump({"sequence": sequence, "scheme": "imgt", "numbered_by": "anarcii",
@@ -114,12 +115,7 @@ def number_heavy_chain(sequence: str, cache: bool = True) -> Numbering:
 
 
 def _anarcii_numbering(sequence: str) -> Numbering:
-    from vidd.core.extras import require
-
     anarcii = require("anarcii", "protein", "antibody numbering")
-    import contextlib
-    import io
-
     with contextlib.redirect_stdout(io.StringIO()):
         model = anarcii.Anarcii(seq_type="antibody", mode="accuracy", cpu=True, ncpu=1, verbose=False)
         result = next(iter(model.number([sequence]).values()))

@@ -10,6 +10,8 @@ import gzip
 import random
 from functools import lru_cache
 
+from vidd.chem.molecules import smiles_to_selfies
+from vidd.core.atomic import atomic_open
 from vidd.data.fetch import FetchError, WheelFile, cache_dir, fetch_wheel_file
 
 MOSES_FILES = {
@@ -43,14 +45,10 @@ def training_subset(size: int, seed: int = 0) -> list[str]:
 
 def selfies_corpus(size: int, seed: int = 0) -> list[str]:
     """SELFIES of `training_subset(size, seed)`, cached next to the data (encoding takes minutes)."""
-    from vidd.chem.molecules import smiles_to_selfies
-
     path = cache_dir() / f"moses-train-selfies-{size}-seed{seed}.txt"
     if path.is_file():
         return path.read_text().split()
     corpus = [smiles_to_selfies(s, where=f"MOSES training molecule {s!r}") for s in training_subset(size, seed)]
-    from vidd.core.atomic import atomic_open
-
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path) as f:
         f.write("\n".join(corpus) + "\n")

@@ -9,11 +9,15 @@ output across steps in which no token changed (MDLM's cached sampler).
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+
+#: modules defining vidd's other backbones, imported when a checkpoint names one (they import this module)
+BUILTIN_BACKBONES = {"masked-lm": "vidd.diffusion.lm_backbone"}
 
 
 class Backbone(nn.Module):
@@ -34,6 +38,8 @@ class Backbone(nn.Module):
     def from_spec(spec: dict) -> Backbone:
         spec = dict(spec)
         kind = spec.pop("kind")
+        if kind not in Backbone.registry and kind in BUILTIN_BACKBONES:
+            importlib.import_module(BUILTIN_BACKBONES[kind])  # registers the backbone
         if kind not in Backbone.registry:
             raise ValueError(f"unknown backbone {kind!r}; known: {sorted(Backbone.registry)}")
         cls = Backbone.registry[kind]

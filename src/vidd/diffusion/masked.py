@@ -25,7 +25,7 @@ from vidd.diffusion.schedule import LogLinearSchedule, NoiseSchedule
 
 CHECKPOINT_FORMAT = "vidd-masked-diffusion-1"
 #: modules defining vidd's other chains, imported when a checkpoint names one
-BUILTIN_CHAINS = {"order-agnostic": "vidd.diffusion.adapters"}
+BUILTIN_CHAINS = {"order-agnostic": "vidd.diffusion.order_agnostic"}
 
 
 class CheckpointError(UserError, ValueError):
@@ -282,7 +282,7 @@ class MaskedDiffusion(nn.Module):
             raise CheckpointError(f"not a vidd masked-diffusion checkpoint (format {payload.get('format')!r})")
         chain = payload.get("chain", "masked")
         if chain not in MaskedDiffusion.chains and chain in BUILTIN_CHAINS:
-            importlib.import_module(BUILTIN_CHAINS[chain])  # registers the chain and its backbones
+            importlib.import_module(BUILTIN_CHAINS[chain])  # registers the chain
         if chain not in MaskedDiffusion.chains:
             raise CheckpointError(f"unknown chain {chain!r} (known: {sorted(MaskedDiffusion.chains)}); a model class "
                                   f"defined outside vidd must be imported before its checkpoints are loaded")

@@ -17,6 +17,7 @@ from vidd.core.alphabets import Alphabet
 from vidd.core.config import option, to_dict
 from vidd.diffusion.backbones import DilatedCNN, Transformer
 from vidd.core.atomic import atomic_torch_save
+from vidd.core.numerics import chunked
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.diffusion.schedule import NoiseSchedule
 
@@ -67,7 +68,7 @@ class PretrainConfig:
 def _bits_per_token(model: MaskedDiffusion, seqs: torch.Tensor, generator) -> float:
     model.eval()
     with torch.no_grad():
-        nelbo = torch.cat([model.loss(seqs[i:i + 256].to(model.device), generator) for i in range(0, len(seqs), 256)])
+        nelbo = chunked(lambda s: model.loss(s.to(model.device), generator), seqs, size=256)
     return float(nelbo.mean() / seqs.shape[1] / math.log(2))
 
 

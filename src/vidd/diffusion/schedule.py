@@ -72,7 +72,7 @@ class CosineSchedule(NoiseSchedule):
 @dataclass
 class LinearSchedule(NoiseSchedule):
     """m(t) = t: on a T-step grid a fraction 1 / (T - k) of the still-masked positions is revealed at step k,
-    the order-agnostic chain of `vidd.diffusion.adapters` (K = ceil(#masked / steps left) per step)."""
+    the order-agnostic chain of `vidd.diffusion.order_agnostic` (K = ceil(#masked / steps left) per step)."""
 
     name = "linear"
 

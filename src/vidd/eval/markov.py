@@ -17,15 +17,11 @@ from typing import Sequence
 
 import numpy as np
 
-from vidd.core.alphabets import DNA, SequenceError
-
-_LOOKUP = np.full(256, -1, dtype=np.int64)
-for _i, _c in enumerate("ACGT"):
-    _LOOKUP[ord(_c)] = _i
+from vidd.core.alphabets import DNA, SequenceError, dna_codes
 
 
 def _encode_groups(seqs: Sequence[str], what: str) -> list[np.ndarray]:
-    """Group sequences by length -> list of (n, L) int64 arrays of 0..3."""
+    """Group sequences by length -> list of (n, L) int8 arrays of 0..3."""
     seqs = list(seqs)
     if not seqs:
         raise ValueError(f"{what}: needs at least one sequence")
@@ -36,11 +32,8 @@ def _encode_groups(seqs: Sequence[str], what: str) -> list[np.ndarray]:
     for length, group in by_len.items():
         if length == 0:
             continue
-        try:
-            x = _LOOKUP[np.frombuffer("".join(group).encode("ascii"), dtype=np.uint8)]
-        except UnicodeEncodeError:
-            x = None
-        if x is None or (x < 0).any():
+        x = dna_codes(group)
+        if x is None:
             for i, s in enumerate(seqs):
                 DNA.validate(s, where=f"{what}: sequence {i + 1}")
         out.append(x.reshape(len(group), length))
@@ -127,5 +120,5 @@ class MarkovChain:
                 ctx = ctx * 4 + x[:, i]
             u = rng.random(n)[:, None]
             x[:, t] = np.minimum((u >= cdfs[j][ctx]).sum(axis=1), 3)
-        letters = np.frombuffer(b"ACGT", dtype=np.uint8)
+        letters = np.frombuffer(DNA.letters.encode("ascii"), dtype=np.uint8)
         return [row.tobytes().decode("ascii") for row in letters[x]]

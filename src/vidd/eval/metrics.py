@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from vidd.core.alphabets import SequenceError
+from vidd.core.alphabets import DNA, SequenceError, dna_codes
 
 __all__ = ["diversity", "uniqueness", "kmer_counts", "kmer_count_vectors", "kmer_corr", "motif_corr", "pearson"]
 
@@ -71,11 +71,6 @@ def uniqueness(seqs: Sequence[str]) -> float:
     return len(set(seqs)) / len(seqs)
 
 
-_LOOKUP = np.full(256, -1, dtype=np.int64)
-for _i, _c in enumerate("ACGT"):
-    _LOOKUP[ord(_c)] = _i
-
-
 def kmer_counts(seqs: Sequence[str], k: int) -> np.ndarray:
     """(4**k,) int64 counts of overlapping DNA k-mers over all sequences.
 
@@ -93,16 +88,11 @@ def kmer_counts(seqs: Sequence[str], k: int) -> np.ndarray:
     for length, group in by_len.items():
         if length < k:
             continue
-        try:
-            raw = "".join(group).encode("ascii")
-            x = _LOOKUP[np.frombuffer(raw, dtype=np.uint8)].reshape(len(group), length)
-        except UnicodeEncodeError:
-            x = None
-        if x is None or (x < 0).any():
-            from vidd.core.alphabets import DNA
-
-            for i, s in enumerate(group):
+        x = dna_codes(group)
+        if x is None:
+            for s in group:
                 DNA.validate(s, where="kmer_counts: sequence")
+        x = x.reshape(len(group), length)
         w = length - k + 1
         idx = np.zeros((len(group), w), dtype=np.int64)
         for j in range(k):

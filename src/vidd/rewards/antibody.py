@@ -27,8 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from Bio.SeqUtils.ProtParam import ProteinAnalysis
 
 from vidd.core.alphabets import PROTEIN
+from vidd.core.extras import require
+from vidd.diffusion.loaders import ANTIBERTY_VOCAB, antiberty_weights_dir, load_antiberty_lm
 from vidd.rewards.base import Reward
 
 Region = tuple[int, int]  # [start, end) indices in the VH sequence
@@ -80,8 +83,6 @@ class SequenceReward(Reward):
 
 def cdr_properties(cdrs: str) -> dict[str, float]:
     """ProtParam properties of a CDR string: GRAVY, net charge at pH 7.4, pI, instability index."""
-    from Bio.SeqUtils.ProtParam import ProteinAnalysis
-
     p = ProteinAnalysis(cdrs)
     return {"gravy": p.gravy(), "charge": p.charge_at_pH(PH), "pi": p.isoelectric_point(),
             "instability": p.instability_index()}
@@ -109,8 +110,6 @@ class DevelopabilityReward(SequenceReward):
 
 @functools.lru_cache(maxsize=2)
 def _antiberty(weights_dir: str | None):
-    from vidd.diffusion.adapters import load_antiberty_lm
-
     return load_antiberty_lm(weights_dir)
 
 
@@ -143,8 +142,6 @@ class NaturalnessReward(SequenceReward):
 
     @torch.no_grad()
     def _score_same_length(self, seqs: list[str]) -> np.ndarray:
-        from vidd.diffusion.adapters import ANTIBERTY_VOCAB
-
         lm = _antiberty(self.weights_dir)
         vocab = {t: i for i, t in enumerate(ANTIBERTY_VOCAB)}
         letters = torch.tensor([vocab[c] for c in PROTEIN.letters])
@@ -178,9 +175,6 @@ IGFOLD_LICENCE = ("IgFold is distributed under the JHU academic software licence
 
 @functools.lru_cache(maxsize=1)
 def _igfold_runner(num_models: int):
-    from vidd.core.extras import require
-    from vidd.diffusion.adapters import antiberty_weights_dir
-
     igfold = require("igfold", "antibody", f"the IgFold structure rewards ({IGFOLD_LICENCE})")
     os.environ.setdefault("ANTIBERTY_WEIGHTS_DIR", str(antiberty_weights_dir()))  # IgFold embeds with AntiBERTy
     with contextlib.redirect_stdout(io.StringIO()):
@@ -199,8 +193,6 @@ class Fold:
 def fold_antibody(heavy: str, light: str, num_models: int = 1) -> Fold:
     """IgFold (no refinement, no renumbering) then pydssp on its N, CA, C, O coordinates; cached per pair, so
     the two structure rewards of one sequence share one prediction."""
-    from vidd.core.extras import require
-
     pydssp = require("pydssp", "antibody", "the beta-strand reward")
     runner = _igfold_runner(num_models)
     with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from functools import cached_property
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -83,8 +84,6 @@ class DockingConfig:
 def dockstring_targets() -> dict[str, tuple[Path, Path]]:
     """Target name -> (receptor PDBQT, box configuration) shipped in the `dockstring` package."""
     require("dockstring")
-    from importlib.resources import files
-
     root = Path(str(files("dockstring") / "resources" / "targets"))
     return {p.name[: -len("_target.pdbqt")]: (p, root / p.name.replace("_target.pdbqt", "_conf.txt"))
             for p in sorted(root.glob("*_target.pdbqt"))}

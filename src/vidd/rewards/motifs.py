@@ -25,8 +25,9 @@ from functools import lru_cache
 from typing import Mapping, Sequence
 
 import numpy as np
+from pyjaspar import jaspardb
 
-from vidd.core.alphabets import DNA, SequenceError
+from vidd.core.alphabets import DNA, SequenceError, dna_codes
 from vidd.rewards.base import Reward
 
 HEPG2_TFS: tuple[str, ...] = (
@@ -35,10 +36,6 @@ HEPG2_TFS: tuple[str, ...] = (
 )
 JASPAR_RELEASE = "JASPAR2024"
 _GRID = 1e-3  # bits per grid step of the background score distribution
-
-_LOOKUP = np.full(256, -1, dtype=np.int8)
-for _i, _c in enumerate("ACGT"):
-    _LOOKUP[ord(_c)] = _i
 
 
 def encode_dna(seqs: Sequence[str], where: str = "sequence") -> np.ndarray:
@@ -50,16 +47,9 @@ def encode_dna(seqs: Sequence[str], where: str = "sequence") -> np.ndarray:
     for i, s in enumerate(seqs):
         if len(s) != length:
             raise SequenceError(f"{where} {i + 1}: length {len(s)}, expected {length} (all sequences must be equal length)")
-    try:
-        raw = "".join(seqs).encode("ascii")
-    except UnicodeEncodeError:
-        raw = None
-    if raw is not None:
-        codes = _LOOKUP[np.frombuffer(raw, dtype=np.uint8)]
-        if length and not (codes < 0).any():
-            return codes.reshape(len(seqs), length)
-        if not length:
-            return np.zeros((len(seqs), 0), dtype=np.int8)
+    codes = dna_codes(seqs)
+    if codes is not None:
+        return codes.reshape(len(seqs), length)
     for i, s in enumerate(seqs):  # find and explain the bad sequence
         DNA.validate(s, where=f"{where} {i + 1}")
     raise AssertionError("unreachable")  # pragma: no cover
@@ -67,8 +57,6 @@ def encode_dna(seqs: Sequence[str], where: str = "sequence") -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _jaspar(release: str):
-    from pyjaspar import jaspardb
-
     return jaspardb(release=release)
 
 
@@ -98,14 +86,14 @@ def load_jaspar_motifs(tf_names: Sequence[str] = HEPG2_TFS, release: str = JASPA
 
 def _background(background) -> dict[str, float]:
     if background is None or background == "uniform":
-        return {c: 0.25 for c in "ACGT"}
+        return {c: 0.25 for c in DNA.letters}
     if isinstance(background, Mapping):
-        bg = {c: float(background[c]) for c in "ACGT"}
+        bg = {c: float(background[c]) for c in DNA.letters}
     else:
         vals = [float(v) for v in background]
         if len(vals) != 4:
             raise ValueError("background must be 'uniform', a dict over ACGT, or 4 numbers (A, C, G, T)")
-        bg = dict(zip("ACGT", vals))
+        bg = dict(zip(DNA.letters, vals))
     total = sum(bg.values())
     if total <= 0 or min(bg.values()) <= 0:
         raise ValueError(f"background probabilities must be positive: {bg}")
@@ -196,10 +184,10 @@ class MotifScanner:
 
     def _prepare(self, tf: str, motif) -> ScanMotif:
         pssm = motif.counts.normalize(pseudocounts=self.pseudocount).log_odds(self.background)
-        logodds = np.array([[pssm[c][j] for c in "ACGT"] for j in range(pssm.length)], dtype=np.float64)
+        logodds = np.array([[pssm[c][j] for c in DNA.letters] for j in range(pssm.length)], dtype=np.float64)
         rule = self.threshold_rule
         if isinstance(rule, str):
-            bg = np.array([self.background[c] for c in "ACGT"])
+            bg = np.array([self.background[c] for c in DNA.letters])
             if rule == "fpr":
                 fpr = self.fpr
             else:  # patser: log2(fpr) = -IC, IC = expected score under the motif (as Biopython's pssm.mean)

@@ -27,8 +27,10 @@ from torch import nn
 
 from vidd.core import config as cfg
 from vidd.core.alphabets import DNA
+from vidd.core.atomic import atomic_torch_save
 from vidd.data.dhs import CELL_TYPES, SEQUENCE_LENGTH
 from vidd.core.errors import UserError
+from vidd.core.numerics import chunked
 from vidd.rewards.base import DifferentiableReward
 
 FORMAT = "vidd-celltype-oracle-1"
@@ -131,10 +133,10 @@ def predict_logits(classifier: CellTypeClassifier, seqs: list[str], batch_size: 
     was_training = classifier.training
     classifier.eval()
     try:
-        out = [classifier(one_hot(seqs[i:i + batch_size], length)) for i in range(0, len(seqs), batch_size)]
+        return chunked(lambda s: classifier(one_hot(s, length)), seqs, size=batch_size,
+                       empty=torch.empty(0, len(classifier.cell_types)))
     finally:
         classifier.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, len(classifier.cell_types))
 
 
 # --------------------------------------------------------------------------- metrics
@@ -280,8 +282,6 @@ def train_oracle(config: OracleConfig, train_seqs: list[str], train_labels, vali
 
 
 def save_classifier(model: CellTypeClassifier, path: str | Path, metrics: dict | None = None) -> None:
-    from vidd.core.atomic import atomic_torch_save
-
     atomic_torch_save({
         "format": FORMAT,
         "config": cfg.to_dict(model.config),

@@ -1,7 +1,7 @@
 """`antibody-cdrh3`: redesign the CDR-H3 loop of a therapeutic antibody with the AntiBERTy prior.
 
 The offline counterpart of the paper's protein tasks (EvoDiff fine-tuned against structure-based rewards):
-the prior is AntiBERTy run as an order-agnostic in-filling diffusion model (`vidd.diffusion.adapters`)
+the prior is AntiBERTy run as an order-agnostic in-filling diffusion model (`vidd.diffusion.order_agnostic`)
 over the antibody's heavy-chain variable domain (VH), in which only the IMGT CDR-H3 positions are designed
 (at the native loop length) and the framework, CDR-H1 and CDR-H2 stay fixed. Samples are VH strings
 (FASTA). `antibody-cdrh3` redesigns trastuzumab; `antibody-cdrh3-NAME` any antibody of
@@ -25,8 +25,15 @@ import numpy as np
 import torch
 
 from vidd.core.alphabets import PROTEIN, SequenceError
+from vidd.core.errors import UserError
+from vidd.core.extras import MissingExtra
+from vidd.core.seqio import write_fasta
 from vidd.data.antibodies import ANTIBODIES, antibody, number_heavy_chain
+from vidd.diffusion.loaders import antiberty_prior
+from vidd.diffusion.order_agnostic import template_tokens
 from vidd.eval import metrics
+from vidd.rewards.antibody import DevelopabilityReward, IgFoldReward, NaturalnessReward
+from vidd.rewards.base import WeightedSum
 from vidd.tasks.base import PRESETS_DIR, Task
 
 #: target beta-strand fraction of CDR-H3 for the beta_strand term (the paper's secondary-structure match)
@@ -74,29 +81,20 @@ class AntibodyCDRH3(Task):
     @cached_property
     def template(self) -> torch.Tensor:
         """The VH with CDR-H3 masked: the in-filling template of the prior."""
-        from vidd.diffusion.adapters import template_tokens
-
         return template_tokens(self.alphabet, self.antibody.heavy, slice(*self.h3))
 
     def pretrain_sequences(self):
-        from vidd.core.errors import UserError
-
         raise UserError(f"{self.name}: the prior is AntiBERTy, pretrained by its authors on 558M antibody "
                         f"sequences; `vidd pretrain` does not train it")
 
     def pretrained_model(self):
         """AntiBERTy (weights of the antiberty==0.1.3 wheel) as an OA in-filling model of CDR-H3."""
-        from vidd.diffusion.adapters import antiberty_prior
-
         model = antiberty_prior(self.template)
         model.metadata = {"task": self.name, "antibody": self.antibody_name, "cdr_h3": list(self.h3)}
         return model
 
     # ---------------------------------------------------------- rewards
     def _reward(self, naturalness_mode: str):
-        from vidd.rewards.antibody import DevelopabilityReward, IgFoldReward, NaturalnessReward
-        from vidd.rewards.base import WeightedSum
-
         build = {
             "developability": lambda: DevelopabilityReward([self.numbering.region(c) for c in ("H1", "H2", "H3")],
                                                            self.length),
@@ -135,8 +133,6 @@ class AntibodyCDRH3(Task):
         return seqs
 
     def write_samples(self, path, seqs: list[str]) -> None:
-        from vidd.core.seqio import write_fasta
-
         write_fasta(path, seqs, [f"sample_{i} cdr_h3={self.cdr_h3(s)}" for i, s in enumerate(seqs)])
 
     def diversity(self, seqs: list[str]) -> float:
@@ -180,14 +176,9 @@ class AntibodyCDRH3(Task):
         return out
 
     def _naturalness(self, seqs):
-        from vidd.rewards.antibody import NaturalnessReward
-
         return NaturalnessReward(self.h3, self.length, "pseudo")(seqs)
 
     def _structure(self, seqs: list[str], n: int) -> dict:
-        from vidd.core.extras import MissingExtra
-        from vidd.rewards.antibody import IgFoldReward
-
         if n <= 0:
             return {}
         folder = IgFoldReward(self.antibody.light, self.h3, length=self.length)

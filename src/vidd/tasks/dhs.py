@@ -14,9 +14,13 @@ import numpy as np
 import torch
 
 from vidd.core.alphabets import DNA
+from vidd.core.numerics import chunked
 from vidd.data.dhs import SEQUENCE_LENGTH, load_dhs
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.eval import metrics
+from vidd.eval.markov import MarkovChain
+from vidd.rewards.motifs import MotifScanner
+from vidd.rewards.oracle import CellTypeOracleReward
 from vidd.tasks.base import Task, assets_dir
 
 class DHSHepG2(Task):
@@ -39,8 +43,6 @@ class DHSHepG2(Task):
         return MaskedDiffusion.load(self.folder / "pretrained.pt")
 
     def _oracle(self, which: str):
-        from vidd.rewards.oracle import CellTypeOracleReward
-
         return CellTypeOracleReward(self.folder / f"oracle-{which}.pt", target="HepG2")
 
     def training_reward(self):
@@ -59,8 +61,6 @@ class DHSHepG2(Task):
 
     @cached_property
     def motif_scanner(self):
-        from vidd.rewards.motifs import MotifScanner
-
         return MotifScanner()
 
     @cached_property
@@ -96,16 +96,13 @@ class DHSHepG2(Task):
         - kmer3_corr_vs_test: Pearson correlation of 3-mer counts of `n_samples` samples (`steps`
           steps) with those of the whole test split.
         """
-        from vidd.eval.markov import MarkovChain
-
         data = load_dhs()
         test = data["test"].sequences
         gen = torch.Generator().manual_seed(seed)
         tokens = self.alphabet.encode(test, self.length)
         with torch.no_grad():
-            draws = torch.stack([
-                torch.cat([model.loss(tokens[i:i + 512].to(model.device), gen).cpu() for i in range(0, len(tokens), 512)])
-                for _ in range(elbo_draws)])
+            draws = torch.stack([chunked(lambda s: model.loss(s.to(model.device), gen).cpu(), tokens, size=512)
+                                 for _ in range(elbo_draws)])
         per_seq_bits = draws.mean(0) / self.length / np.log(2)
         samples = self.alphabet.decode(model.sample(n_samples, steps, gen, batch_size=250).cpu())
         markov = MarkovChain(5).fit(data["train"].sequences)

@@ -12,7 +12,15 @@ from functools import cached_property, partial
 import numpy as np
 import torch
 
-from vidd.chem.molecules import PAD
+from vidd.chem.metrics import decode_all, molecule_metrics, moses_training_set, reference_properties
+from vidd.chem.molecules import PAD, mol_from_smiles, read_smi_selfies, require, selfies_alphabet, write_smi
+from vidd.chem.properties import internal_diversity, qed, sa_score
+from vidd.core.numerics import chunked
+from vidd.data.moses import selfies_corpus
+from vidd.diffusion.masked import MaskedDiffusion
+from vidd.eval.metrics import finite_median
+from vidd.rewards.chem import DockingConfig, DockingReward, QEDReward
+from vidd.rewards.executors import ExecutorConfig, ParallelReward
 from vidd.tasks.base import Task, assets_dir
 
 #: MOSES molecules the pretrained model saw (a seeded subset; see docs/tasks/molecules.md)
@@ -31,9 +39,6 @@ class MoleculeTask(Task):
         return assets_dir() / "moses"
 
     def _corpus(self) -> tuple[list[str], list[str]]:
-        from vidd.chem.molecules import require
-        from vidd.data.moses import selfies_corpus
-
         sf = require("selfies")
         corpus = [s for s in selfies_corpus(PRETRAIN_MOLECULES + VALID_MOLECULES) if sf.len_selfies(s) <= MAX_TOKENS]
         return corpus[:-VALID_MOLECULES], corpus[-VALID_MOLECULES:]
@@ -42,13 +47,9 @@ class MoleculeTask(Task):
         return self._corpus()
 
     def pretrain_alphabet(self, train: list[str]):
-        from vidd.chem.molecules import selfies_alphabet
-
         return selfies_alphabet(train)
 
     def pretrained_model(self):
-        from vidd.diffusion.masked import MaskedDiffusion
-
         return MaskedDiffusion.load(self.folder / "pretrained.pt")
 
     @cached_property
@@ -61,18 +62,12 @@ class MoleculeTask(Task):
 
     # ------------------------------------------------------------ samples
     def read_samples(self, path) -> list[str]:
-        from vidd.chem.molecules import read_smi_selfies
-
         seqs = read_smi_selfies(path)
         for i, s in enumerate(seqs, start=1):
             self.alphabet.validate(s, self.length, where=f"{path}: molecule {i}")
         return seqs
 
     def write_samples(self, path, seqs: list[str]) -> None:
-        from vidd.chem.metrics import decode_all
-        from vidd.chem.molecules import mol_from_smiles, write_smi
-        from vidd.chem.properties import qed, sa_score
-
         smiles = decode_all(seqs)
         mols = [mol_from_smiles(s) if s else None for s in smiles]
         write_smi(path, smiles, {
@@ -83,10 +78,6 @@ class MoleculeTask(Task):
 
     def diversity(self, seqs: list[str]) -> float:
         """Internal diversity (1 - mean Tanimoto, Morgan r=2) of the valid molecules."""
-        from vidd.chem.metrics import decode_all
-        from vidd.chem.molecules import mol_from_smiles
-        from vidd.chem.properties import internal_diversity
-
         return internal_diversity([mol_from_smiles(s) for s in decode_all(seqs) if s])
 
     # --------------------------------------------------------- evaluation
@@ -98,22 +89,16 @@ class MoleculeTask(Task):
     @cached_property
     def reference(self):
         """10,000 MOSES test molecules and their properties: the naturalness reference."""
-        from vidd.chem.metrics import reference_properties
-
         return reference_properties(10_000)
 
     @cached_property
     def training_set(self) -> frozenset[str]:
         """All MOSES training SMILES, for novelty."""
-        from vidd.chem.metrics import moses_training_set
-
         return moses_training_set()
 
     def evaluate(self, seqs: list[str], likelihood_samples: int | None = 8, with_fcd: bool = False,
                  seed: int = 0) -> dict:
         """Molecule metrics, the held-out reward and naturalness; keys in docs/metrics.md."""
-        from vidd.chem.metrics import molecule_metrics
-
         for i, s in enumerate(seqs, start=1):
             self.alphabet.validate(s, self.length, where=f"sample {i}")
         out = self.reward_metrics(seqs)
@@ -128,8 +113,6 @@ class MoleculeTask(Task):
     def model_report(self, model, n_samples: int = 10_000, steps: int = 32, seed: int = 0) -> dict:
         """MOSES metrics of `n_samples` samples against the MOSES test set, FCD included, and the
         validation ELBO of the held-out corpus molecules."""
-        from vidd.chem.metrics import molecule_metrics
-
         gen = torch.Generator().manual_seed(seed)
         samples = self.alphabet.decode(model.sample(n_samples, steps, gen, batch_size=500).cpu())
         report = {"samples": n_samples, "steps": steps}
@@ -137,8 +120,7 @@ class MoleculeTask(Task):
         _, valid = self._corpus()
         tokens = self.alphabet.encode(valid, self.length)
         with torch.no_grad():
-            nelbo = torch.cat([model.loss(tokens[i:i + 500].to(model.device), gen).cpu()
-                               for i in range(0, len(tokens), 500)])
+            nelbo = chunked(lambda s: model.loss(s.to(model.device), gen).cpu(), tokens, size=500)
         report["valid_nelbo_bits_per_token"] = float(nelbo.mean() / self.length / np.log(2))
         report["valid_nelbo_nats_per_molecule"] = float(nelbo.mean())
         return report
@@ -151,20 +133,14 @@ class MosesQED(MoleculeTask):
     table_metrics = ("QED", "SA", "nll_median", "validity", "uniqueness", "novelty", "int_div")
 
     def training_reward(self):
-        from vidd.rewards.chem import QEDReward
-
         return QEDReward()
 
     @cached_property
     def evaluation_reward(self):
         """QED is an exact property, not a learned oracle: the same function evaluates."""
-        from vidd.rewards.chem import QEDReward
-
         return QEDReward()
 
     def reward_metrics(self, seqs):
-        from vidd.eval.metrics import finite_median
-
         return {"qed_median": finite_median(self.evaluation_reward(seqs))}
 
 
@@ -180,21 +156,14 @@ class PARP1Docking(MoleculeTask):
     target = "PARP1"
 
     def training_reward(self):
-        from vidd.rewards.chem import DockingConfig, DockingReward
-
         return DockingReward(DockingConfig(target=self.target, exhaustiveness=1, seed=0))
 
     @cached_property
     def evaluation_reward(self):
-        from vidd.rewards.chem import DockingConfig, DockingReward
-        from vidd.rewards.executors import ExecutorConfig, ParallelReward
-
         factory = partial(DockingReward, DockingConfig(target=self.target, exhaustiveness=8, seed=1))
         return ParallelReward(factory, ExecutorConfig(kind="process", batch_size=1, retries=1))
 
     def reward_metrics(self, seqs):
-        from vidd.eval.metrics import finite_median
-
         values = self.evaluation_reward(seqs)
         finite = np.sort(values[np.isfinite(values)])[::-1]
         top = finite[: max(1, len(finite) // 10)]

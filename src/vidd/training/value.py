@@ -11,7 +11,7 @@ import torch
 from vidd.core.config import ConfigError, option
 from vidd.diffusion.masked import gumbel_argmax
 from vidd.training.context import Context
-from vidd.core.numerics import log_mean_exp
+from vidd.core.numerics import chunked, log_mean_exp
 
 
 @dataclass
@@ -37,18 +37,16 @@ class ValueEstimator:
     def completions(self, ctx: Context, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Clean completions of states x (n, L) at times t (n,): (n, L) for argmax, (n, M, L) sampled."""
         model = ctx.model(self.config.denoiser)
-        out = []
+        m = self.config.completions
+
+        def complete(xb: torch.Tensor, tb: torch.Tensor) -> torch.Tensor:
+            log_x0 = model.denoise(xb, tb.float())  # carried-over positions are one-hot
+            if m == 0:
+                return log_x0.argmax(-1)
+            return gumbel_argmax(log_x0.unsqueeze(1).expand(-1, m, -1, -1), ctx.generator)
+
         with ctx.timed("value"):
-            for i in range(0, len(x), self.config.batch_size):
-                xb, tb = x[i:i + self.config.batch_size], t[i:i + self.config.batch_size]
-                log_x0 = model.denoise(xb, tb.float())  # carried-over positions are one-hot
-                if self.config.completions == 0:
-                    out.append(log_x0.argmax(-1))
-                else:
-                    m = self.config.completions
-                    expanded = log_x0.unsqueeze(1).expand(-1, m, -1, -1)
-                    out.append(gumbel_argmax(expanded, ctx.generator))
-        return torch.cat(out)
+            return chunked(complete, x, t, size=self.config.batch_size)
 
     def __call__(self, ctx: Context, x: torch.Tensor, t: torch.Tensor) -> np.ndarray:
         filled = self.completions(ctx, x, t)

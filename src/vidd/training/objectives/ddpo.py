@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from vidd.core.config import ConfigError, option
+from vidd.core.numerics import chunked
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.training.context import Context
 from vidd.training.objectives.base import Batch, Method, StateMethodConfig, lazy_update, select_timesteps
@@ -91,9 +92,8 @@ class DDPO(Method):
         b, k, x_t, target = b[keep], k[keep], x_t[keep], target[keep]
         t = traj.times[k].float()
         with ctx.timed("rollout"):
-            old = torch.cat([self.log_prob(ctx.rollout, x_t[i:i + cfg.chunk], target[i:i + cfg.chunk],
-                                           t[i:i + cfg.chunk]) for i in range(0, len(x_t), cfg.chunk)]) \
-                if len(x_t) else torch.zeros(0)
+            old = chunked(lambda *chunk: self.log_prob(ctx.rollout, *chunk), x_t, target, t, size=cfg.chunk,
+                          empty=torch.zeros(0))
         examples = {"x_t": x_t, "target": target, "t": t, "old_log_prob": old.float(),
                     "advantage": torch.as_tensor(np.asarray(adv)[b.numpy()], dtype=torch.float32)}
         stats = {"examples": float(len(x_t)), "final_reward_mean": float(r.mean())}

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from vidd.core.config import ConfigError, option
+from vidd.core.numerics import chunked
 from vidd.training.context import Context
 from vidd.training.objectives.base import Batch, RollInMethod, StateMethodConfig
 from vidd.training.rollin import RollInConfig
@@ -73,8 +74,8 @@ class DDPP(RollInMethod):
         v_t = self.value(ctx, x_t, t)
         bs = self.value.config.batch_size
         with ctx.timed("value"):
-            lp_pre = torch.cat([self.log_likelihood(ctx.pretrained, x_t[i:i + bs], x0[i:i + bs], t[i:i + bs])
-                                for i in range(0, len(x_t), bs)]) if len(x_t) else torch.zeros(0)
+            lp_pre = chunked(lambda *chunk: self.log_likelihood(ctx.pretrained, *chunk), x_t, x0, t, size=bs,
+                             empty=torch.zeros(0))
         target = torch.as_tensor((r0 - v_t) / cfg.alpha, dtype=torch.float32)
         examples = {"x_t": x_t, "x0": x0, "t": t, "anchor": lp_pre.float().cpu() + target}
         stats = {"examples": float(len(x_t)), "target_mean": float(target.mean()) if len(target) else float("nan")}

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from vidd.core.config import ConfigError, option
+from vidd.core.numerics import chunked
 from vidd.training.context import Context
 from vidd.training.objectives.base import (
     Batch, RollInMethod, StateMethodConfig, effective_sample_size, importance_weights, masked_states,
@@ -71,12 +72,9 @@ class VIDD(RollInMethod):
         t_s = traj.times[k + 1].float().to(x_t.device)
         teacher = self.teacher(ctx)
         with ctx.timed("rollout"):
-            x_s = torch.cat([
-                teacher.step(x_t[i:i + cfg.chunk], teacher.denoise(x_t[i:i + cfg.chunk], t_t[i:i + cfg.chunk]),
-                                 traj.mask_probs[k[i:i + cfg.chunk]], traj.mask_probs[k[i:i + cfg.chunk] + 1],
-                                 ctx.generator)
-                for i in range(0, len(x_t), cfg.chunk)
-            ]) if len(x_t) else x_t
+            x_s = chunked(lambda xb, tb, kb: teacher.step(xb, teacher.denoise(xb, tb), traj.mask_probs[kb],
+                                                          traj.mask_probs[kb + 1], ctx.generator),
+                          x_t, t_t, k, size=cfg.chunk, empty=x_t)
         revealed = (x_s != x_t).any(-1)  # steps that reveal nothing carry no gradient
         x_t, x_s, t_t, t_s = x_t[revealed], x_s[revealed], t_t[revealed], t_s[revealed]
         v_s = self.value(ctx, x_s, t_s)
