@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
+import torch
 import typer
+from rich.console import Console
+from rich.table import Table
 
+from vidd.bench import BenchPlan, method_kind, run_bench
+from vidd.core import alphabets
 from vidd.core import config as cfg
+from vidd.core.atomic import atomic_open
+from vidd.core.errors import UserError
+from vidd.core.runfolder import RunFolder
+from vidd.core.seqio import read_sequences
+from vidd.data import dhs
+from vidd.diffusion.masked import MaskedDiffusion
+from vidd.diffusion.pretrain import PretrainConfig, pretrain as run_pretraining
+from vidd.eval.report import write_report
+from vidd.rewards.oracle import OracleConfig, load_classifier, oracle_report, train_oracle
+from vidd.run import build_run, finetune_config, resume_config
+from vidd.tasks import Task
+from vidd.training import FinetuneConfig
+from vidd.training.objectives import Method
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Reward-guided fine-tuning of masked discrete diffusion models (VIDD and baselines).")
@@ -30,8 +49,6 @@ def fail(message: str) -> None:
 @contextmanager
 def user_errors():
     """Errors caused by the user's input end the command with a message, not a traceback."""
-    from vidd.core.errors import UserError
-
     try:
         yield
     except (UserError, FileNotFoundError, FileExistsError) as e:
@@ -39,10 +56,6 @@ def user_errors():
 
 
 def write_json(path: Path, obj) -> None:
-    import json
-
-    from vidd.core.atomic import atomic_open
-
     with atomic_open(path) as f:
         json.dump(obj, f, indent=2)
 
@@ -63,22 +76,15 @@ def pretrain(
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out"),
 ):
     """Pretrain a masked diffusion model on a task's training split or on a FASTA file."""
-    from vidd.diffusion.pretrain import PretrainConfig, pretrain as run
-
     with user_errors():
         config = cfg.build(PretrainConfig, *layers(config_file, overrides))
         if (task is None) == (data is None):
             fail("give exactly one of --task or --data")
         if task:
-            from vidd.tasks import Task
-
             t = Task.get(task)
             train, val = t.pretrain_sequences()
             alpha, length = t.pretrain_alphabet(train), t.length
         else:
-            from vidd.core import alphabets
-            from vidd.core.seqio import read_sequences
-
             alpha = {"DNA": alphabets.DNA, "protein": alphabets.PROTEIN}.get(alphabet)
             if alpha is None:
                 fail(f"--alphabet must be DNA or protein, got {alphabet!r}")
@@ -89,7 +95,7 @@ def pretrain(
                 cut = max(1, len(train) // 20)
                 train, val = train[cut:], train[:cut]
             length = None
-        run(config, alpha, train, val, out, resume=resume, log=typer.echo, length=length)
+        run_pretraining(config, alpha, train, val, out, resume=resume, log=typer.echo, length=length)
     typer.echo(f"saved {out / 'model.pt'}")
 
 
@@ -101,8 +107,6 @@ def train_oracle_cmd(
     overrides: list[str] = SET_OPT,
 ):
     """Train a cell-type classifier oracle on one half of a task's training split (e.g. --set half=0 --set seed=1)."""
-    from vidd.rewards.oracle import OracleConfig, train_oracle
-
     with user_errors():
         config = cfg.build(OracleConfig, *layers(config_file, overrides))
         data = _oracle_data(task)
@@ -123,12 +127,6 @@ def oracle_report_cmd(
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the report as JSON here"),
 ):
     """Test AUROC and accuracy of two oracles and how much they agree."""
-
-    from rich.console import Console
-    from rich.table import Table
-
-    from vidd.rewards.oracle import load_classifier, oracle_report
-
     with user_errors():
         a, b = load_classifier(oracle_a), load_classifier(oracle_b)
         test = _oracle_data(task)["test"]
@@ -163,15 +161,11 @@ def _oracle_data(task: str) -> dict:
     """The labelled splits an oracle task trains and tests on (only dhs-hepg2 has oracles)."""
     if task != "dhs-hepg2":
         fail(f"no cell-type oracle for task {task!r}; only dhs-hepg2 has one")
-    from vidd.data import dhs
 
     return dhs.load_dhs()
 
 
 def _resolve_model(task, checkpoint: Optional[Path]):
-    from vidd.core.runfolder import RunFolder
-    from vidd.diffusion.masked import MaskedDiffusion
-
     if checkpoint is None:
         return task.pretrained_model()
     if checkpoint.is_dir():  # a run folder: its final student, else its latest checkpoint
@@ -190,10 +184,6 @@ def sample(
     batch_size: int = typer.Option(256, "--batch-size"),
 ):
     """Draw samples from a task's pretrained model, a checkpoint or a fine-tuning run."""
-    import torch
-
-    from vidd.tasks import Task
-
     with user_errors():
         t = Task.get(task)
         model = _resolve_model(t, checkpoint).eval()
@@ -212,12 +202,6 @@ def evaluate(
     likelihood_samples: int = typer.Option(16, "--likelihood-samples", help="Monte Carlo steps of the pretrained model's ELBO per sequence (0: all 128 steps)"),
 ):
     """Evaluate samples with the task's held-out evaluation oracle and naturalness metrics."""
-
-    from rich.console import Console
-    from rich.table import Table
-
-    from vidd.tasks import Task
-
     with user_errors():
         t = Task.get(task)
         seqs = t.read_samples(samples)
@@ -234,8 +218,6 @@ def evaluate(
 
 def _preset_help() -> str:
     """The --preset help: every task's presets (tasks/presets/<task>/*.yaml)."""
-    from vidd.tasks import Task
-
     names = "; ".join(f"{name}: {' | '.join(cls.preset_names())}" for name, cls in sorted(Task.registry.items())
                       if cls.preset_names() and cls._preset_dir().name == name)
     return f"named settings of the task ({names}; antibody-cdrh3-NAME: as antibody-cdrh3)"
@@ -251,10 +233,6 @@ def finetune(
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the interrupted run in this folder"),
 ):
     """Fine-tune the task's pretrained model against its training reward (default method: VIDD)."""
-    from vidd.core.runfolder import RunFolder
-    from vidd.run import build_run, finetune_config, resume_config
-    from vidd.tasks import Task
-
     with user_errors():
         t = Task.get(task)
         if resume:
@@ -276,10 +254,6 @@ def finetune(
 @app.command()
 def report(run: Path = typer.Argument(..., help="a fine-tuning run folder (finished, running or interrupted)")):
     """(Re)write a run's learning curves (curves.png) and report.html from its metrics.jsonl."""
-    from vidd.eval.report import write_report
-
-    from vidd.core.runfolder import RunFolder
-
     with user_errors():
         folder = RunFolder(run)
         path = write_report(folder)
@@ -295,10 +269,6 @@ def model_report(
     device: str = typer.Option("cpu", "--device", help="torch device that samples and scores (e.g. cuda)"),
 ):
     """Held-out quality of a pretrained model: test ELBO against a Markov baseline, sample statistics."""
-    import json
-
-    from vidd.tasks import Task
-
     with user_errors():
         t = Task.get(task)
         report = t.model_report(_resolve_model(t, checkpoint).eval().to(device), n_samples=samples)
@@ -320,9 +290,6 @@ def bench(
     out: Path = typer.Option(..., "--out", help="results folder (rerunning continues it)"),
 ):
     """Run methods under one reward-call budget; write results.json/csv, table.md and plots."""
-    from vidd.bench import BenchPlan, method_kind, run_bench
-    from vidd.tasks import Task
-
     with user_errors():
         names = [m.strip() for m in methods.split(",") if m.strip()]
         for m in names:
@@ -336,29 +303,26 @@ def bench(
 
 
 def _config_classes() -> dict:
-    from vidd.diffusion.pretrain import PretrainConfig
-    from vidd.training import FinetuneConfig
-    from vidd.rewards.oracle import OracleConfig
-
     return {"finetune": FinetuneConfig, "pretrain": PretrainConfig, "train-oracle": OracleConfig}
 
 
 def config_markdown(command: str, method: Optional[str] = None) -> str:
     """Markdown tables of a command's config fields; for `finetune`, with the `method` section of `method`
-    (None: the default method's table, then one table of `method.*` fields per other registered method)."""
+    (None: the default method's table, then the `method.*` table of every other registered method)."""
     cls = _config_classes()[command]
     if command != "finetune":
         return _fields_table(f"`vidd {command}`", cfg.describe(cls))
-    from vidd.training.objectives import Method
 
     chosen = Method.lookup(method or cls().method.name)
     text = _fields_table(f"`vidd finetune` (method `{chosen.name}`)", cfg.describe(cls, defaults=cls(method=chosen.Config())))
     if method is None:
-        for name, other in sorted(Method.registry.items()):
-            if other is not chosen:
-                rows = cfg.describe(other.Config, "method.")
-                text += "\n" + _fields_table(f"`method.*` of method `{name}`", rows)
+        text += "".join("\n" + method_markdown(name) for name in sorted(Method.registry) if name != chosen.name)
     return text
+
+
+def method_markdown(name: str) -> str:
+    """The table of one method's `method.*` fields."""
+    return _fields_table(f"`method.*` of method `{name}`", cfg.describe(Method.lookup(name).Config, "method."))
 
 
 def _fields_table(title: str, rows) -> str:

@@ -125,7 +125,11 @@ def parse_overrides(pairs: list[str]) -> dict:
         node = out
         *parents, leaf = key.strip().split(".")
         for p in parents:
-            node = node.setdefault(p, {})
+            node[p] = _named(node.get(p, {}))  # `method=ddpo` then `method.clip=0.1`
+            if not isinstance(node[p], dict):
+                raise ConfigError(f"override {pair!r} sets a field inside {p!r}, which an earlier override set to "
+                                  f"{node[p]!r}")
+            node = node[p]
         node[leaf] = yaml.safe_load(raw)
     return out
 

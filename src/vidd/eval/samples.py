@@ -6,16 +6,15 @@ fixed-length sequences (FASTA, normalised Hamming diversity). Molecules override
 
 from __future__ import annotations
 
+from vidd.core.seqio import write_fasta
+from vidd.eval.metrics import diversity
+
 
 class SampleFormat:
     sample_suffix = ".fasta"
 
     def write_samples(self, path, seqs: list[str]) -> None:
-        from vidd.core.seqio import write_fasta
-
         write_fasta(path, seqs)
 
     def diversity(self, seqs: list[str]) -> float:
-        from vidd.eval.metrics import diversity
-
         return diversity(seqs)

@@ -6,7 +6,9 @@ import itertools
 
 import torch
 
+from vidd.core.alphabets import DNA
 from vidd.diffusion.masked import MaskedDiffusion
+from vidd.diffusion.pretrain import ModelConfig
 
 
 def all_states(model: MaskedDiffusion, with_mask: bool) -> torch.Tensor:
@@ -43,3 +45,9 @@ def exact_sample_distribution(model: MaskedDiffusion, steps: int) -> torch.Tenso
         dist = dist @ factor.prod(-1)
     clean = ~(states == mask).any(-1)
     return dist[clean]
+
+
+def toy_model(length: int = 4, seed: int = 0) -> MaskedDiffusion:
+    """A tiny seeded transformer over DNA: small enough for exact computations at length <= 4."""
+    torch.manual_seed(seed)
+    return ModelConfig(backbone="transformer", hidden=32, layers=2, heads=2).build(DNA, length)

@@ -8,20 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from toy import all_states, exact_sample_distribution
+from support.toy import all_states, exact_sample_distribution, toy_model
 from vidd.core import config as cfg
 from vidd.core.alphabets import DNA
-from vidd.diffusion.pretrain import ModelConfig
 from vidd import FinetuneConfig, finetune
 from vidd.training.context import Context
 from vidd.training.objectives import VIDD, VIDDConfig
 from vidd.training.objectives.base import effective_sample_size, importance_weights
 from vidd.rewards.counted import CountedReward, RewardFailure, RewardPolicy
-
-
-def toy_model(length=4, seed=0):
-    torch.manual_seed(seed)
-    return ModelConfig(backbone="transformer", hidden=32, layers=2, heads=2).build(DNA, length)
 
 
 def g_reward(seqs):

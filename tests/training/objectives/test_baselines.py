@@ -8,8 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from test_finetune import toy_model
-from toy import all_states, exact_sample_distribution
+from support.toy import all_states, exact_sample_distribution, toy_model
 from vidd.core import config as cfg
 from vidd.core.alphabets import DNA
 from vidd.diffusion.pretrain import ModelConfig

@@ -1,5 +1,5 @@
 """The Ray executor on one local cluster: ordering across actors, per-actor state, retries, timeouts,
-crashed actors and the failure policy. The fake rewards are test_executors' (sent to the actors by value)."""
+crashed actors and the failure policy. The fake rewards are support.fake_rewards'."""
 
 import functools
 import os
@@ -11,8 +11,8 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: install the [dist] extra (pip install 'vidd[dist]')")
 
-import test_executors
-from test_executors import (
+from support import fake_rewards
+from support.fake_rewards import (
     BrokenReward,
     DyingReward,
     FlakyReward,
@@ -42,12 +42,12 @@ def cluster():
     end, so every test's executor joins its session; the executor that started Ray shuts it down last."""
     if ray.is_initialized():
         pytest.skip("Ray is already initialised in this process")
-    ray.cloudpickle.register_pickle_by_value(test_executors)  # actors need not import the test module
+    ray.cloudpickle.register_pickle_by_value(fake_rewards)  # actors need not import the tests' helpers
     keeper = ParallelReward(IndexReward, config(address="local", workers=1))
     assert ray.is_initialized()
     yield
     keeper.close()
-    ray.cloudpickle.unregister_pickle_by_value(test_executors)
+    ray.cloudpickle.unregister_pickle_by_value(fake_rewards)
     assert not ray.is_initialized()
 
 

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests (not tests themselves): exact toys and fake rewards."""
