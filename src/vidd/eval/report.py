@@ -7,6 +7,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from matplotlib.figure import Figure
+
 from vidd.core.atomic import atomic_open
 from vidd.core.errors import UserError
 from vidd.core.runfolder import RunFolder
@@ -31,18 +33,14 @@ def _series(rows: list[dict], key: str, x: str = "iteration") -> tuple[list, lis
 
 def plot_curves(rows: list[dict], path: Path) -> None:
     """Write the learning curves to `path` (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     panels = [(title, [(k, label) for k, label in curves if _series(rows, k)[0]]) for title, curves in PANELS]
     panels = [p for p in panels if p[1]]
     held_out = bool(_series(rows, "eval_reward_median")[0])
     cols = 3
     n = len(panels) + 1  # + reward against reward calls
-    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(5 * cols, 3.6 * ((n + cols - 1) // cols)),
-                             squeeze=False)
+    rows_of_panels = (n + cols - 1) // cols
+    fig = Figure(figsize=(5 * cols, 3.6 * rows_of_panels))
+    axes = fig.subplots(rows_of_panels, cols, squeeze=False)
     flat = list(axes.flat)
     for ax, (title, curves) in zip(flat, panels):
         for key, label in curves:
@@ -63,7 +61,6 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     fig.tight_layout()
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
 
 
 def _table(pairs) -> str:
