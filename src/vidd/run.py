@@ -7,7 +7,7 @@ method < the user's layers); `build_run` binds a task, a config and a run folder
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -19,6 +19,7 @@ from vidd.rewards.executors import served_reward
 from vidd.tasks.base import Task
 from vidd.tasks.custom import CustomTask
 from vidd.training import FinetuneConfig, FinetuneResult, Trainer
+from vidd.training.callbacks import Callback
 from vidd.training.objectives import Method
 
 
@@ -56,6 +57,7 @@ class Run:
     folder: RunFolder | None = None
     resume: bool = False
     log: Callable = print
+    callbacks: list[Callback] = field(default_factory=list)
     #: False on the other processes of a data-parallel run, once executed
     main: bool = True
 
@@ -66,7 +68,7 @@ class Run:
         factory = task.training_reward if executor.kind == "inline" else task.training_reward_factory()
         with served_reward(factory, executor) as reward:
             trainer = Trainer(self.config, task.pretrained_model(), reward, task.evaluation_reward, self.folder,
-                              final_evaluator=task.evaluate, log=self.log, samples=task)
+                              final_evaluator=task.evaluate, log=self.log, samples=task, callbacks=self.callbacks)
             result = trainer.run(resume=self.resume)
         self.main = trainer.group.main
         if self.folder and self.main:
@@ -75,12 +77,13 @@ class Run:
 
 
 def build_run(task: Task, config: FinetuneConfig, out: str | Path | None = None, resume: bool = False,
-              log: Callable = print) -> Run:
-    """A run of `config` on `task`, written to the run folder `out` (None: nothing written)."""
+              log: Callable = print, callbacks: list[Callback] = ()) -> Run:
+    """A run of `config` on `task`, written to the run folder `out` (None: nothing written); `callbacks`
+    watch it (vidd.training.callbacks)."""
     if resume and out is None:
         raise ConfigError("resume: needs the run folder")
     task = task.with_reward_terms(config.reward.terms)
-    return Run(task, config, RunFolder(out) if out is not None else None, resume, log)
+    return Run(task, config, RunFolder(out) if out is not None else None, resume, log, list(callbacks))
 
 
 def resume_config(folder: RunFolder, *layers: dict) -> FinetuneConfig:

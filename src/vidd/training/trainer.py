@@ -23,6 +23,7 @@ from vidd.eval.metrics import finite_median
 from vidd.eval.samples import SampleFormat
 from vidd.rewards.base import Reward, as_reward
 from vidd.rewards.counted import CountedReward
+from vidd.training.callbacks import Callback
 from vidd.training.config import FinetuneConfig
 from vidd.training.context import Context
 from vidd.training.distributed import ProcessGroup, merge_reward_accounting, world_size
@@ -54,7 +55,7 @@ class Trainer:
     def __init__(self, config: FinetuneConfig, pretrained: MaskedDiffusion, reward,
                  eval_reward: Reward | None = None, folder: RunFolder | None = None,
                  final_evaluator: Callable[[list[str]], dict] | None = None, log=print,
-                 samples: SampleFormat | None = None):
+                 samples: SampleFormat | None = None, callbacks: list[Callback] = ()):
         self.config = config
         config.check_world(world_size())
         self.group = ProcessGroup.join(config.distributed_backend, config.device)
@@ -63,6 +64,7 @@ class Trainer:
         self.folder = folder
         self.log = log if self.group.main else (lambda *args, **kwargs: None)
         self.final_evaluator = final_evaluator
+        self.callbacks = list(callbacks) if self.group.main else []
         if config.threads:
             torch.set_num_threads(config.threads)
         pretrained = pretrained.to(self.device).eval()
@@ -110,6 +112,7 @@ class Trainer:
                 evaluation, ctx.reward.monitor_calls = group.on_main(
                     lambda: (self._evaluate(), ctx.reward.monitor_calls))
                 row.update(evaluation)
+                self._notify("on_evaluation", {"iteration": ctx.iteration + 1, **evaluation})
             self.method.end_of_iteration(ctx)
             ctx.iteration += 1
             self.wall_seconds += time.perf_counter() - start
@@ -121,6 +124,7 @@ class Trainer:
             if self.folder:
                 checkpoint = ctx.iteration % cfg.checkpoint_every == 0 or last
                 group.on_main(lambda: self._write_iteration(row, checkpoint))
+            self._notify("on_iteration_end", row)
             bar.update(1)
             bar.set_postfix({k: f"{row[v]:.3g}" for k, v in (
                 ("reward", "reward_median"), ("eval", "eval_reward_median"), ("div", "eval_diversity"),
@@ -131,7 +135,12 @@ class Trainer:
         result = FinetuneResult(ctx.student, self.metrics, self.folder.path if self.folder else None, ctx.reward.calls)
         if self.folder:
             group.on_main(self._finish)
+        self._notify("on_run_end", result)
         return result
+
+    def _notify(self, hook: str, payload) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, payload)
 
     def _collect(self, chunk: int):
         """Collect one chunk on a copy of the context holding the chunk's own generator and timers (the
@@ -271,6 +280,7 @@ class Trainer:
         self.folder.append_metrics(row, self.metrics)
         if checkpoint:
             self._save_checkpoint()
+            self._notify("on_checkpoint", self.folder.last_checkpoint)
 
     def _save_checkpoint(self) -> None:
         ctx = self.ctx
