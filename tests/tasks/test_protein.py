@@ -22,6 +22,7 @@ pytest.importorskip("biotite", reason="protein-ss needs the [structure] extra: p
 from vidd.cli import app  # noqa: E402
 from vidd.core.alphabets import PROTEIN  # noqa: E402
 from vidd.core.config import ConfigError  # noqa: E402
+from vidd.core.errors import UserError  # noqa: E402
 from vidd.core.weights import WeightsMissing  # noqa: E402
 from vidd.diffusion.order_agnostic import OrderAgnosticDiffusion  # noqa: E402
 from vidd.rewards import esmfold  # noqa: E402
@@ -126,7 +127,7 @@ def test_esmfold_folds_loads_once_and_caches_each_sequence(tiny_esmfold, monkeyp
     assert fold.plddt == pytest.approx(float((plddt * exists).sum() / exists.sum()))
     assert 0 < fold.plddt < 1
     calls = []
-    monkeypatch.setattr(reward.folder, "_predict", lambda batch: calls.append(batch) or [])
+    monkeypatch.setattr(reward.folder.cache, "compute", lambda batch: calls.append(batch) or [])
     reward(seqs)  # every sequence cached: ESMFold is not called again
     assert calls == []
 
@@ -138,7 +139,7 @@ def test_the_reward_counts_the_assigned_residues_of_the_fold():
     for structure in ("strand", "helix"):
         for assigner in ("dssp", "psea"):
             reward = SecondaryStructureReward(structure, assigner)
-            reward.folder.cache[sequence] = Fold(sequence, backbone, 0.9)
+            reward.folder.cache.results[sequence] = Fold(sequence, backbone, 0.9)
             expected = structure_fraction(secondary_structure(backbone, sequence, assigner), structure)
             assert reward([sequence])[0] == pytest.approx(expected)
             assert (0.3 <= expected <= 0.45) if structure == "strand" else (0.12 <= expected <= 0.25)
@@ -205,3 +206,32 @@ def test_finetune_protein_ss_from_the_cli_on_tiny_models(tiny_esm2, tiny_esmfold
                                  "--likelihood-samples", "2", *task_set])
     assert r.exit_code == 0, r.output
     assert "plddt_mean" in r.output and "strand_fraction_psea" in r.output
+
+
+# ------------------------------------------------------------------ protein-binder
+def test_protein_binder_needs_a_predictor_and_a_target(tiny_esm2):
+    task = Task.get("protein-binder", settings=esm2_settings(tiny_esm2))
+    assert task.length == 12 and dict(task.reward_weights) == {"iptm": 1.0, "plddt": 0.1, "compactness": 0.02}
+    with pytest.raises(UserError, match="no structure predictor; set task.predictor"):
+        task.training_reward()
+    with pytest.raises(UserError, match="no target; set task.target_pdb"):
+        task.configured(settings={"predictor": "support.fake_predictor:FakePredictor"}).training_reward()
+
+
+def test_finetune_protein_binder_from_the_cli_with_a_fake_predictor(tiny_esm2, tmp_path):
+    """One iteration against the fake predictor (tests/support/fake_predictor.py; ubiquitin stands in for the
+    target), the compactness term switched off through reward.terms."""
+    run = tmp_path / "run"
+    settings = ["--set", f"task.prior_path={tiny_esm2}", "--set", "task.prior=esm2", "--set", "task.length=10",
+                "--set", "task.predictor=support.fake_predictor:FakePredictor",
+                "--set", f"task.target_pdb={UBIQUITIN_PDB}", "--set", "reward.terms={iptm: 1, plddt: 0.1}"]
+    small = ["--set", "iterations=1", "--set", "steps=3", "--set", "batch_size=3", "--set", "eval_every=0",
+             "--set", "final_samples=4", "--set", "likelihood_samples=2", "--set", "reward.executor.kind=serial"]
+    r = CliRunner().invoke(app, ["finetune", "protein-binder", "--out", str(run), *settings, *small])
+    assert r.exit_code == 0, r.output
+    final = json.loads((run / "final_eval.json").read_text())
+    samples = (run / "samples" / "final.fasta").read_text().split()[1::2]
+    assert final["iptm_mean"] == pytest.approx(np.mean([s.count("W") / 10 for s in samples]))
+    assert final["plddt_mean"] == pytest.approx(np.mean([s.count("L") / 10 for s in samples]))
+    assert final["reward_mean"] == pytest.approx(final["iptm_mean"] + 0.1 * final["plddt_mean"])  # no compactness
+    assert final["compactness_mean"] < 0 and final["n"] == 4

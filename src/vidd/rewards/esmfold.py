@@ -13,7 +13,6 @@ cached per sequence (`ESMFold.fold`).
 from __future__ import annotations
 
 import functools
-from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -23,7 +22,7 @@ import torch
 from vidd.core.errors import UserError
 from vidd.core.extras import require
 from vidd.core.weights import WeightsSource
-from vidd.rewards.base import Reward
+from vidd.rewards.base import BatchCache, Reward
 from vidd.rewards.structure import ASSIGNERS, STRUCTURE_CODES, secondary_structure, structure_fraction
 
 ESMFOLD = WeightsSource(
@@ -74,23 +73,15 @@ class ESMFold:
 
     def __init__(self, path: str | None = None, device: str = "auto", batch_size: int = 8,
                  cache_size: int = 4096):
-        self.path, self.device, self.batch_size, self.cache_size = path, device, batch_size, cache_size
-        self.cache: OrderedDict[str, Fold] = OrderedDict()
+        self.path, self.device = path, device
+        self.cache = BatchCache(self._predict, batch_size, cache_size)
 
     @property
     def model(self) -> torch.nn.Module:
         return load_esmfold(self.path, self.device)
 
     def fold(self, seqs: list[str]) -> list[Fold]:
-        todo = list(dict.fromkeys(s for s in seqs if s not in self.cache))
-        for start in range(0, len(todo), self.batch_size):
-            for fold in self._predict(todo[start:start + self.batch_size]):
-                self.cache[fold.sequence] = fold
-        for s in seqs:
-            self.cache.move_to_end(s)
-        while len(self.cache) > max(self.cache_size, len(seqs)):
-            self.cache.popitem(last=False)
-        return [self.cache[s] for s in seqs]
+        return self.cache(seqs)
 
     @torch.no_grad()
     def _predict(self, seqs: list[str]) -> list[Fold]:
