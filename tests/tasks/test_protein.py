@@ -21,7 +21,7 @@ pytest.importorskip("biotite", reason="protein-ss needs the [structure] extra: p
 
 from vidd.cli import app  # noqa: E402
 from vidd.core.alphabets import PROTEIN  # noqa: E402
-from vidd.core.config import ConfigError  # noqa: E402
+from vidd.core.config import ConfigError, describe  # noqa: E402
 from vidd.core.errors import UserError  # noqa: E402
 from vidd.core.weights import WeightsMissing  # noqa: E402
 from vidd.diffusion.order_agnostic import OrderAgnosticDiffusion  # noqa: E402
@@ -76,10 +76,19 @@ def test_settings_are_validated_and_fixed_per_task_object():
         Task.get("dhs-hepg2", settings={"length": 10})
 
 
-def test_the_reward_factory_carries_the_settings_to_a_worker():
-    task = Task.get("protein-ss", settings={"structure": "helix", "assigner": "dssp", "esmfold_path": "/x"})
+def test_docs_list_every_setting_with_its_default():
+    doc = (Path(__file__).parents[2] / "docs" / "tasks" / "protein.md").read_text()
+    for name in ("protein-ss", "protein-binder"):
+        rows = describe(Task.registry[name].Settings, "task.")
+        table = "\n".join(f"| `{field}` | `{default}` | {text} |" for field, default, text in rows)
+        assert table in doc, f"docs/tasks/protein.md: the settings table of {name} is stale"
+
+
+def test_the_reward_factory_carries_the_settings_to_a_worker(tiny_esmfold):
+    task = Task.get("protein-ss", settings={"structure": "helix", "assigner": "dssp",
+                                            "esmfold_path": str(tiny_esmfold)})
     reward = task.training_reward_factory()()  # what an executor's worker builds
-    assert (reward.structure, reward.assigner, reward.esmfold_path) == ("helix", "dssp", "/x")
+    assert (reward.structure, reward.assigner, reward.esmfold_path) == ("helix", "dssp", str(tiny_esmfold))
     assert reward.name == "helix_fraction_dssp"
 
 
@@ -91,10 +100,11 @@ def test_missing_weights_name_the_variable_and_the_download_steps(tmp_path, tiny
     with pytest.raises(WeightsMissing, match=r"ESM-2.*no config.json.*hf download facebook/esm2_t33_650M_UR50D.*"
                                              r"VIDD_ESM2_DIR=/path/to/it \(or --set task.prior_path=/path/to/it\)"):
         Task.get("protein-ss", settings=esm2_settings(tmp_path)).pretrained_model()
-    reward = SecondaryStructureReward()
     with pytest.raises(WeightsMissing, match=r"ESMFold v1.*hf download facebook/esmfold_v1 --local-dir esmfold_v1"
                                              r".*VIDD_ESMFOLD_DIR=/path/to/it"):
-        reward(["ACDEFGHIKL"])
+        Task.get("protein-ss").training_reward()  # checked when the reward is made, before any work
+    with pytest.raises(WeightsMissing, match=r"ESMFold v1 .* weights not configured"):
+        SecondaryStructureReward()(["ACDEFGHIKL"])  # a reward made without the task: at the first call
     with pytest.raises(Exception, match="not an ESMFold model"):  # an ESM-2 folder is no ESMFold
         load_esmfold(str(tiny_esm2), "cpu")
 
@@ -102,7 +112,7 @@ def test_missing_weights_name_the_variable_and_the_download_steps(tmp_path, tiny
 def test_the_cli_reports_missing_weights_in_one_line(tmp_path):
     r = CliRunner().invoke(app, ["finetune", "protein-ss", "--out", str(tmp_path / "run"), "--set", "iterations=1"])
     assert r.exit_code == 2
-    assert "EvoDiff OA-DM 38M checkpoint (oaar-38M.tar) weights not configured" in r.output
+    assert "ESMFold v1 (transformers EsmForProteinFolding, facebook/esmfold_v1) weights not configured" in r.output
     assert "Traceback" not in r.output
 
 

@@ -28,7 +28,7 @@ from vidd.core.weights import WeightsSource
 from vidd.diffusion.loaders import load_esm2, load_evodiff_oadm
 from vidd.eval import metrics
 from vidd.rewards.binder import BINDER_WEIGHTS, BinderReward, BinderTarget
-from vidd.rewards.esmfold import SecondaryStructureReward
+from vidd.rewards.esmfold import ESMFOLD, SecondaryStructureReward
 from vidd.rewards.structure import ASSIGNERS, STRUCTURE_CODES
 from vidd.tasks.base import Task
 
@@ -119,9 +119,10 @@ class ProteinSS(ProteinDesign):
     tradeoff_metrics = ("diversity", "log_likelihood_median")
 
     def training_reward(self) -> SecondaryStructureReward:
+        """The reward, after checking that ESMFold's weights are in place (they load at the first call)."""
         s = self.settings
-        return SecondaryStructureReward(s.structure, s.assigner, s.esmfold_path or None, s.fold_device,
-                                        s.fold_batch_size)
+        return SecondaryStructureReward(s.structure, s.assigner, str(ESMFOLD.resolve(s.esmfold_path or None)),
+                                        s.fold_device, s.fold_batch_size)
 
     @cached_property
     def evaluation_reward(self) -> SecondaryStructureReward:
