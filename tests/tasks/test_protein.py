@@ -24,6 +24,7 @@ from vidd.core.alphabets import PROTEIN  # noqa: E402
 from vidd.core.config import ConfigError, describe  # noqa: E402
 from vidd.core.errors import UserError  # noqa: E402
 from vidd.core.weights import WeightsMissing  # noqa: E402
+from vidd.diffusion.loaders import evodiff_oadm_arguments  # noqa: E402
 from vidd.diffusion.order_agnostic import OrderAgnosticDiffusion  # noqa: E402
 from vidd.rewards import esmfold  # noqa: E402
 from vidd.rewards.esmfold import Fold, SecondaryStructureReward, load_esmfold  # noqa: E402
@@ -68,7 +69,8 @@ def test_settings_are_validated_and_fixed_per_task_object():
     assert helix.configured(settings={"assigner": "dssp"}).settings.structure == "helix"  # the others stay
     with pytest.raises(ConfigError, match=r"task.length: must be >= 1, got 0"):
         Task.get("protein-ss", settings={"length": 0})
-    with pytest.raises(ConfigError, match=r"task.structure: 'coil' is not one of the allowed values \['strand', 'helix'\]"):
+    with pytest.raises(ConfigError, match=r"task.structure: 'coil' is not one of the allowed values "
+                                          r"\['strand', 'helix'\]"):
         Task.get("protein-ss", settings={"structure": "coil"})
     with pytest.raises(ConfigError, match=r"task: unknown field\(s\) \['lenght'\]"):
         Task.get("protein-ss", settings={"lenght": 10})
@@ -165,8 +167,6 @@ def test_the_esm2_prior_designs_every_position_at_the_chosen_length(tiny_esm2):
 
 def test_the_evodiff_prior_from_a_tiny_checkpoint_in_evodiff_format(tmp_path):
     evodiff_model = pytest.importorskip("evodiff.model", reason="EvoDiff is installed by hand (docs/tasks/antibody.md)")
-    from vidd.diffusion.loaders import evodiff_oadm_arguments
-
     config = {"d_embed": 8, "d_model": 16, "n_layers": 2, "kernel_size": 3, "r": 4, "slim": True, "activation": "gelu"}
     (tmp_path / "config.json").write_text(json.dumps(config))
     net = evodiff_model.ByteNetLMTime(**evodiff_oadm_arguments(config))

@@ -110,10 +110,6 @@ class SecondaryStructureReward(Reward):
     def folder(self) -> ESMFold:
         return ESMFold(self.esmfold_path, self.device, self.batch_size)
 
-    def fraction(self, fold: Fold, assigner: str | None = None, structure: str | None = None) -> float:
-        """The fraction of `fold` in `structure` by `assigner` (default: this reward's)."""
-        ss = secondary_structure(fold.backbone, fold.sequence, assigner or self.assigner)
-        return structure_fraction(ss, structure or self.structure)
-
     def score(self, seqs):
-        return np.array([self.fraction(f) for f in self.folder.fold(seqs)])
+        return np.array([structure_fraction(secondary_structure(f.backbone, f.sequence, self.assigner),
+                                            self.structure) for f in self.folder.fold(seqs)])

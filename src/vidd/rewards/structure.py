@@ -80,7 +80,8 @@ def read_backbone(path: str | Path, chain: str) -> tuple[str, np.ndarray]:
     model = pdb.PDBFile.read(str(path)).get_structure(model=1)
     atoms = model[struc.filter_amino_acids(model) & (model.chain_id == chain)]
     if len(atoms) == 0:
-        raise UserError(f"{path}: no amino-acid residues in chain {chain!r}; chains: {sorted(map(str, set(model.chain_id)))}")
+        chains = sorted(map(str, set(model.chain_id)))
+        raise UserError(f"{path}: no amino-acid residues in chain {chain!r}; chains: {chains}")
     letters, coords = [], []
     for residue in struc.residue_iter(atoms):
         found = {name: residue.coord[residue.atom_name == name] for name in BACKBONE_ATOMS}

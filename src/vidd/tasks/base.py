@@ -174,9 +174,9 @@ class Task(SampleFormat):
 
 
 def task_reward(name: str, module: str | None = None, terms: dict | None = None, settings: dict | None = None):
-    """`Task.get(name, terms, settings).training_reward()`, as a picklable factory (with `functools.partial`) for reward
-    executors. `module`, the task class's module, is imported first, so that a task defined outside vidd is
-    registered in a fresh worker process too."""
+    """`Task.get(name, terms, settings).training_reward()`, as a picklable factory (with `functools.partial`)
+    for reward executors. `module`, the task class's module, is imported first, so that a task defined
+    outside vidd is registered in a fresh worker process too."""
     import vidd.tasks  # noqa: F401  (registers the built-in tasks; a cycle if imported at the top)
 
     if module and module != "__main__":

@@ -29,7 +29,7 @@ from vidd.diffusion.loaders import load_esm2, load_evodiff_oadm
 from vidd.eval import metrics
 from vidd.rewards.binder import BINDER_WEIGHTS, BinderReward, BinderTarget
 from vidd.rewards.esmfold import ESMFOLD, SecondaryStructureReward
-from vidd.rewards.structure import ASSIGNERS, STRUCTURE_CODES
+from vidd.rewards.structure import ASSIGNERS, STRUCTURE_CODES, secondary_structure, structure_fraction
 from vidd.tasks.base import Task
 
 #: where each prior's weights come from (setting task.prior_path or the environment variable)
@@ -134,14 +134,16 @@ class ProteinSS(ProteinDesign):
         """Reward, both assigners' strand and helix fractions, pLDDT, naturalness and diversity of the samples
         (one ESMFold prediction per distinct sequence); keys in docs/metrics.md."""
         self.check(seqs)
-        reward = self.evaluation_reward
-        folds = reward.folder.fold(seqs)
-        total = np.array([reward.fraction(f) for f in folds])
+        folds = self.evaluation_reward.folder.fold(seqs)
+        fractions = {}
+        for assigner in ASSIGNERS:
+            states = [secondary_structure(f.backbone, f.sequence, assigner) for f in folds]
+            for structure in STRUCTURE_CODES:
+                fractions[structure, assigner] = np.array([structure_fraction(ss, structure) for ss in states])
+        total = fractions[self.settings.structure, self.settings.assigner]
         out = {"reward_median": metrics.finite_median(total), "reward_mean": float(total.mean())}
-        for structure in STRUCTURE_CODES:
-            for assigner in ASSIGNERS:
-                out[f"{structure}_fraction_{assigner}"] = float(np.mean([reward.fraction(f, assigner, structure)
-                                                                         for f in folds]))
+        out.update({f"{structure}_fraction_{assigner}": float(v.mean())
+                    for (structure, assigner), v in fractions.items()})
         out["plddt_mean"] = float(np.mean([f.plddt for f in folds]))
         return {**out, **self.sample_metrics(seqs, likelihood_samples, seed)}
 
