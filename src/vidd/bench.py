@@ -94,6 +94,8 @@ def _run_sampler(plan: BenchPlan, task: Task, method: str, seed: int) -> tuple[l
 
 def run_bench(plan: BenchPlan, out: Path, log=print) -> list[dict]:
     task = Task.get(plan.task)
+    shared = _config(plan, task)
+    task = task.configured(shared.reward.terms, shared.task)  # the samplers' reward and every evaluation
     kinds = {m: method_kind(m) for m in plan.methods}
     out.mkdir(parents=True, exist_ok=True)
     with atomic_open(out / "plan.json") as f:

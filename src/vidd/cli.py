@@ -34,6 +34,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 CONFIG_OPT = typer.Option(None, "--config", help="YAML file with config fields")
 SET_OPT = typer.Option([], "--set", help="override a config field: key=value (dotted keys for nested fields)")
+TASK_SET_OPT = typer.Option([], "--task-set", help="a task setting key=value, as a run's `--set task.KEY=VALUE` "
+                                                   "(e.g. protein-ss: --task-set length=64)")
 
 
 @app.callback()
@@ -182,10 +184,11 @@ def sample(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="model file or run folder (default: the task's pretrained model)"),
     steps: int = typer.Option(128, "--steps", help="denoising steps"),
     batch_size: int = typer.Option(256, "--batch-size"),
+    task_settings: list[str] = TASK_SET_OPT,
 ):
     """Draw samples from a task's pretrained model, a checkpoint or a fine-tuning run."""
     with user_errors():
-        t = Task.get(task)
+        t = Task.get(task, settings=cfg.parse_overrides(task_settings))
         model = _resolve_model(t, checkpoint).eval()
         if n < 1 or steps < 1:
             fail("--n and --steps must be >= 1")
@@ -200,10 +203,11 @@ def evaluate(
     samples: Path = typer.Option(..., "--samples", help="sample file to evaluate"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the metrics as JSON here"),
     likelihood_samples: int = typer.Option(16, "--likelihood-samples", help="Monte Carlo steps of the pretrained model's ELBO per sequence (0: all 128 steps)"),
+    task_settings: list[str] = TASK_SET_OPT,
 ):
     """Evaluate samples with the task's held-out evaluation oracle and naturalness metrics."""
     with user_errors():
-        t = Task.get(task)
+        t = Task.get(task, settings=cfg.parse_overrides(task_settings))
         seqs = t.read_samples(samples)
         result = t.evaluate(seqs, likelihood_samples=likelihood_samples or None)
     table = Table(title=f"{task}: {samples}")

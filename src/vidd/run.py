@@ -82,7 +82,7 @@ def build_run(task: Task, config: FinetuneConfig, out: str | Path | None = None,
     watch it (vidd.training.callbacks)."""
     if resume and out is None:
         raise ConfigError("resume: needs the run folder")
-    task = task.with_reward_terms(config.reward.terms)
+    task = task.configured(config.reward.terms, config.task)
     return Run(task, config, RunFolder(out) if out is not None else None, resume, log, list(callbacks))
 
 

@@ -24,6 +24,7 @@ from vidd.diffusion.order_agnostic import OrderAgnosticDiffusion, reveal_schedul
 from vidd.diffusion.backbones import DilatedCNN
 from vidd.core.extras import MissingExtra, require
 from vidd.diffusion.masked import MaskedDiffusion
+from support.tiny_models import ESM_VOCAB, save_tiny_esm2
 
 VH = "EVQLVESGGGLVQPGGSLRLSCAAS"  # 25 residues; positions 5..14 designable below
 DESIGN = slice(5, 15)
@@ -234,22 +235,10 @@ def test_svdd_guidance_on_an_adapter_model_keeps_the_framework():
 
 
 # ------------------------------------------------------------------ loaders of external checkpoints
-ESM_VOCAB = ["<cls>", "<pad>", "<eos>", "<unk>", *"LAGVSERTIDPKQNFYMHWCXBUZO", ".", "-", "<null_1>", "<mask>"]
-
-
 def test_esm2_loader_on_a_tiny_model_saved_like_a_hub_checkpoint(tmp_path):
-    transformers = pytest.importorskip("transformers", reason="ESM-2 needs the [protein] extra")
-    torch.manual_seed(0)
-    config = transformers.EsmConfig(vocab_size=len(ESM_VOCAB), hidden_size=16, num_hidden_layers=1,
-                                    num_attention_heads=2, intermediate_size=32, max_position_embeddings=64,
-                                    pad_token_id=1, mask_token_id=ESM_VOCAB.index("<mask>"),
-                                    position_embedding_type="rotary", token_dropout=True)
-    lm = transformers.EsmForMaskedLM(config).eval()
-    (tmp_path / "vocab.txt").write_text("\n".join(ESM_VOCAB) + "\n")
-    tokenizer = transformers.EsmTokenizer(str(tmp_path / "vocab.txt"))
+    pytest.importorskip("transformers", reason="ESM-2 needs the [protein] extra")
     folder = tmp_path / "esm2"
-    lm.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    lm = save_tiny_esm2(folder)
 
     model = load_esm2(folder, template=vh_template())
     backbone = model.backbone

@@ -212,13 +212,13 @@ def test_evaluate_rejects_bad_samples(task):
 def test_reward_terms_select_and_weight_the_training_reward(tiny_antiberty):
     task = Task.get("antibody-cdrh3-nivolumab")
     assert set(task.training_reward().terms) == {"developability", "naturalness"}
-    reward = task.with_reward_terms({"developability": 2.0}).training_reward()
+    reward = task.configured({"developability": 2.0}).training_reward()
     assert set(task.training_reward().terms) == {"developability", "naturalness"}  # the task is unchanged
     assert set(reward.terms) == {"developability"}
     heavy = ANTIBODIES["nivolumab"].heavy
     assert reward([heavy])[0] == pytest.approx(2 * reward.terms["developability"][1]([heavy])[0])
     with pytest.raises(ConfigError, match="unknown term"):
-        task.with_reward_terms({"binding": 1.0})
+        task.configured({"binding": 1.0})
     with pytest.raises(ConfigError, match="no named reward terms"):
         Task.get("dhs-hepg2", {"developability": 1.0})
     factory = Task.get("antibody-cdrh3-nivolumab", {"naturalness": 1.0}).training_reward_factory()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -68,6 +71,26 @@ class WeightedSum(Reward):
 
     def score(self, seqs):
         return self.combine(self.components(seqs))
+
+
+class BatchCache:
+    """A batched function of sequences (e.g. a structure predictor), computed once per distinct sequence in
+    batches of `batch_size`; the results of the last `size` sequences are kept."""
+
+    def __init__(self, compute: Callable[[list[str]], list], batch_size: int = 8, size: int = 4096):
+        self.compute, self.batch_size, self.size = compute, batch_size, size
+        self.results: OrderedDict[str, object] = OrderedDict()
+
+    def __call__(self, seqs: list[str]) -> list:
+        todo = list(dict.fromkeys(s for s in seqs if s not in self.results))
+        for start in range(0, len(todo), self.batch_size):
+            batch = todo[start:start + self.batch_size]
+            self.results.update(zip(batch, self.compute(batch)))
+        for s in seqs:
+            self.results.move_to_end(s)
+        while len(self.results) > max(self.size, len(seqs)):
+            self.results.popitem(last=False)
+        return [self.results[s] for s in seqs]
 
 
 def as_reward(obj) -> Reward:

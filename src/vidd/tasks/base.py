@@ -5,10 +5,16 @@ budget and failure policy live with the rewards (`vidd.rewards`).
 
 Presets are data: `tasks/presets/<task>/<preset>.yaml` config layers (with a comment on each override),
 and `defaults.yaml` beside them, a layer applied under every preset.
+
+A task may have *settings* (e.g. `protein-ss`'s length and secondary-structure kind): a dataclass of `option`
+fields, `Task.Settings`, filled from the run config's `task:` section (`--set task.length=64`) and fixed
+for the life of the task object, like its reward weights. The config records them, so a run resumes with
+them, and the training-reward factory carries them to reward workers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import os
@@ -19,6 +25,7 @@ from types import MappingProxyType
 import numpy as np
 import torch
 
+from vidd.core import config as cfg
 from vidd.core.config import ConfigError, load_yaml
 from vidd.core.errors import UserError
 from vidd.eval.samples import SampleFormat
@@ -26,6 +33,11 @@ from vidd.core.alphabets import Alphabet
 from vidd.core.seqio import read_sequences
 
 PRESETS_DIR = Path(__file__).parent / "presets"
+
+
+@dataclasses.dataclass
+class NoSettings:
+    """The settings of a task that has none."""
 
 
 def assets_dir() -> Path:
@@ -48,6 +60,8 @@ class Task(SampleFormat):
     #: named reward terms that config `reward.terms` may weight, with their default weights (empty: the task
     #: has one fixed training reward)
     reward_terms: dict[str, float] = {}
+    #: the dataclass of the task's settings (config section `task:`; module docstring)
+    Settings: type = NoSettings
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -55,14 +69,15 @@ class Task(SampleFormat):
             Task.registry[cls.name] = cls
 
     @staticmethod
-    def get(name: str, reward_terms: dict[str, float] | None = None) -> "Task":
+    def get(name: str, reward_terms: dict[str, float] | None = None, settings: dict | None = None) -> "Task":
         if name not in Task.registry:
             raise UserError(f"unknown task {name!r}; known tasks: {', '.join(sorted(Task.registry))}")
-        return Task.registry[name](reward_terms)
+        return Task.registry[name](reward_terms, settings)
 
-    def __init__(self, reward_terms: dict[str, float] | None = None):
+    def __init__(self, reward_terms: dict[str, float] | None = None, settings: dict | None = None):
         """`reward_terms`: weights of the task's named reward terms (config `reward.terms`); empty or None keeps
-        the defaults. Fixed for the life of the task object."""
+        the defaults. `settings`: values of the task's `Settings` fields (config `task:`); the others keep
+        their defaults. Both are fixed for the life of the task object."""
         if reward_terms and not self.reward_terms:
             raise ConfigError(f"reward.terms: task {self.name!r} has no named reward terms (its training reward "
                               f"is fixed)")
@@ -72,10 +87,17 @@ class Task(SampleFormat):
                               f"terms: {sorted(self.reward_terms)}")
         weights = {k: float(v) for k, v in reward_terms.items()} if reward_terms else dict(self.reward_terms)
         self.reward_weights = MappingProxyType(weights)
+        if settings and not dataclasses.fields(self.Settings):
+            raise ConfigError(f"task: task {self.name!r} has no settings, got {sorted(settings)}")
+        self.settings = cfg.build(self.Settings, settings or {}, where="task")
 
-    def with_reward_terms(self, terms: dict[str, float] | None) -> "Task":
-        """This task with other reward weights: a new object, since a task's weights never change."""
-        return type(self)(terms) if terms else self
+    def configured(self, reward_terms: dict[str, float] | None = None, settings: dict | None = None) -> "Task":
+        """This task with other reward weights and/or settings (given ones replace, the others stay): a new
+        object, since a task never changes."""
+        if not reward_terms and not settings:
+            return self
+        return type(self)(reward_terms or dict(self.reward_weights),
+                          {**cfg.to_dict(self.settings), **(settings or {})})
 
     # ----------------------------------------------------------- presets
     @classmethod
@@ -137,7 +159,8 @@ class Task(SampleFormat):
     def training_reward_factory(self):
         """A picklable function that builds `training_reward()` (for reward executors, whose workers build
         the reward themselves)."""
-        return functools.partial(task_reward, self.name, type(self).__module__, dict(self.reward_weights))
+        return functools.partial(task_reward, self.name, type(self).__module__, dict(self.reward_weights),
+                                 cfg.to_dict(self.settings))
 
     evaluation_reward = None  # a separate oracle for honest evaluation
 
@@ -150,12 +173,12 @@ class Task(SampleFormat):
         return read_sequences(path, self.alphabet, self.length)
 
 
-def task_reward(name: str, module: str | None = None, terms: dict | None = None):
-    """`Task.get(name, terms).training_reward()`, as a picklable factory (with `functools.partial`) for reward
-    executors. `module`, the task class's module, is imported first, so that a task defined outside vidd is
-    registered in a fresh worker process too."""
+def task_reward(name: str, module: str | None = None, terms: dict | None = None, settings: dict | None = None):
+    """`Task.get(name, terms, settings).training_reward()`, as a picklable factory (with `functools.partial`)
+    for reward executors. `module`, the task class's module, is imported first, so that a task defined
+    outside vidd is registered in a fresh worker process too."""
     import vidd.tasks  # noqa: F401  (registers the built-in tasks; a cycle if imported at the top)
 
     if module and module != "__main__":
         importlib.import_module(module)
-    return Task.get(name, terms).training_reward()
+    return Task.get(name, terms, settings).training_reward()

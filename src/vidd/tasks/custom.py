@@ -23,9 +23,11 @@ class CustomTask(Task):
         self.reward = reward
         self.evaluation_reward = as_reward(evaluation_reward) if evaluation_reward is not None else None
 
-    def with_reward_terms(self, terms: dict[str, float] | None) -> "CustomTask":
-        if terms:
+    def configured(self, reward_terms: dict[str, float] | None = None, settings: dict | None = None) -> "CustomTask":
+        if reward_terms:
             raise ConfigError("reward.terms: a custom task has one reward; weight terms inside the reward itself")
+        if settings:
+            raise ConfigError(f"task: a custom task has no settings, got {sorted(settings)}")
         return self
 
     def pretrained_model(self) -> MaskedDiffusion:

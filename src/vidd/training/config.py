@@ -26,6 +26,9 @@ class FinetuneConfig:
     grad_clip: float = option(1.0, "gradient-norm clip")
     loss_chunk: int = option(256, "training examples per student forward/backward (memory bound)")
     reward: RewardPolicy = option(RewardPolicy(), "reward cache, budget and failure policy")
+    task: dict = option(
+        {}, "the task's settings, e.g. {length: 64, structure: helix} for protein-ss (fields: docs/tasks/*.md); "
+            "empty: the task's defaults")
     log_rollin_reward: bool = option(True, "score each iteration's roll-in samples with the training reward "
                                            "(counted calls) to log reward statistics")
     eval_every: int = option(10, "iterations between evaluations of the student (0: only at the end)")
