@@ -26,12 +26,14 @@ from vidd.core.alphabets import Alphabet
 from vidd.core.seqio import read_sequences
 
 PRESETS_DIR = Path(__file__).parent / "presets"
+PACKAGE_ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 
 def assets_dir() -> Path:
-    """Committed checkpoints: $VIDD_ASSETS, else the repository's assets/ folder."""
+    """The bundled models and oracles: $VIDD_ASSETS, else vidd's package data (src/vidd/assets, installed
+    with the wheel)."""
     env = os.environ.get("VIDD_ASSETS")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "assets"
+    return Path(env) if env else PACKAGE_ASSETS
 
 
 class Task(SampleFormat):
