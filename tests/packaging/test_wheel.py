@@ -76,6 +76,8 @@ def test_files_come_from_the_installed_wheel(installed, elsewhere):
 def test_installed_vidd_samples_and_evaluates_from_another_folder(installed, elsewhere):
     vidd_cmd = installed / "bin" / "vidd"
     assert run([vidd_cmd, "--version"], **elsewhere).strip() == f"vidd {vidd.__version__}"
+    metadata = "from importlib.metadata import version; print(version('vidd'))"
+    assert run([installed / "bin" / "python", "-c", metadata], **elsewhere).strip() == vidd.__version__
     run([vidd_cmd, "sample", "dhs-hepg2", "--n", "4", "--steps", "4", "--out", "s.fasta"], **elsewhere)
     run([vidd_cmd, "evaluate", "--task", "dhs-hepg2", "--samples", "s.fasta", "--json", "e.json",
          "--likelihood-samples", "2"], **elsewhere)

@@ -19,6 +19,7 @@ from types import MappingProxyType
 import numpy as np
 import torch
 
+from vidd.core import plugins
 from vidd.core.config import ConfigError, load_yaml
 from vidd.core.errors import UserError
 from vidd.eval.samples import SampleFormat
@@ -58,9 +59,12 @@ class Task(SampleFormat):
 
     @staticmethod
     def get(name: str, reward_terms: dict[str, float] | None = None) -> "Task":
-        if name not in Task.registry:
-            raise UserError(f"unknown task {name!r}; known tasks: {', '.join(sorted(Task.registry))}")
-        return Task.registry[name](reward_terms)
+        """The task called `name`: built in, or a plug-in's (entry point group `vidd.tasks`)."""
+        cls = plugins.find(Task.registry, plugins.TASKS, name, Task)
+        if cls is None:
+            known = ", ".join(plugins.known(Task.registry, plugins.TASKS))
+            raise UserError(f"unknown task {name!r}; known tasks: {known}")
+        return cls(reward_terms)
 
     def __init__(self, reward_terms: dict[str, float] | None = None):
         """`reward_terms`: weights of the task's named reward terms (config `reward.terms`); empty or None keeps
