@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ import vidd
 from vidd.tasks import Task
 
 ROOT = Path(__file__).resolve().parents[2]
+PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
 
 
 def run(cmd: list, **kwargs) -> str:
@@ -33,23 +35,28 @@ def run(cmd: list, **kwargs) -> str:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
-    """A fresh virtual environment with vidd installed from a wheel built from a copy of the checkout."""
+def wheel(tmp_path_factory) -> Path:
+    """vidd's wheel, built from a copy of the checkout's package and project files."""
     tmp = tmp_path_factory.mktemp("wheel")
     project = tmp / "project"
     shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, project / name)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    run(pip + ["wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", tmp / "dist", project])
-    wheel, = (tmp / "dist").glob("vidd-*.whl")
-    venv = tmp / "venv"
+    run(PIP + ["wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", tmp / "dist", project])
+    built, = (tmp / "dist").glob("vidd-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def installed(wheel) -> Path:
+    """A fresh virtual environment with vidd installed from the wheel."""
+    venv = wheel.parent.parent / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", venv])
     python = venv / "bin" / "python"
     site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).strip())
     parents = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
     (site / "dependencies-from-the-test-environment.pth").write_text("\n".join(parents) + "\n")
-    run(pip + ["--python", python, "install", "--no-deps", "--no-index", wheel])
+    run(PIP + ["--python", python, "install", "--no-deps", "--no-index", wheel])
     return venv
 
 
@@ -58,6 +65,13 @@ def elsewhere(tmp_path) -> dict:
     """Arguments for a subprocess in a folder outside the checkout, with nothing pointing at the checkout."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIDD_ASSETS")}
     return {"cwd": tmp_path, "env": env}
+
+
+def test_the_wheel_holds_every_file_of_the_package(wheel):
+    package = ROOT / "src"
+    files = {p.relative_to(package).as_posix() for p in (package / "vidd").rglob("*")
+             if p.is_file() and "__pycache__" not in p.parts}
+    assert files and files == {n for n in zipfile.ZipFile(wheel).namelist() if not n.startswith("vidd-")}
 
 
 def test_files_come_from_the_installed_wheel(installed, elsewhere):
