@@ -29,7 +29,7 @@ from vidd.diffusion.pretrain import ModelConfig
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", default="assets/dhs-hepg2/pretrained.pt",
+    p.add_argument("--checkpoint", default="src/vidd/assets/dhs-hepg2/pretrained.pt",
                    help="model checkpoint; a fresh DilatedCNN (hidden 64, 2 stacks) if the file is absent")
     p.add_argument("--steps", type=int, default=128)
     p.add_argument("--length", type=int, default=200, help="sequence length of a fresh model")

@@ -11,7 +11,9 @@ import yaml
 from support.toy_task import ToyGC
 from typer.testing import CliRunner
 
-from vidd.cli import app, config_markdown, method_markdown
+import vidd
+from vidd.cli import _preset_help, app, config_markdown, method_markdown
+from vidd.tasks.base import PRESETS_DIR
 from vidd.training.objectives import Method
 
 runner = CliRunner()
@@ -177,3 +179,15 @@ def test_model_report_runs_on_the_given_device_and_writes_json(tmp_path):
     r = invoke("model-report", "--task", ToyGC.name, "--samples", 5, "--device", "cpu", "--json", out)
     assert r.exit_code == 0, r.output
     assert json.loads(out.read_text())["device"] == "cpu" and json.loads(out.read_text())["samples"] == 5
+
+
+def test_version_is_the_package_version():
+    r = CliRunner().invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output == f"vidd {vidd.__version__}\n"
+
+
+def test_preset_help_lists_each_tasks_preset_files():
+    text = _preset_help()
+    for folder in PRESETS_DIR.iterdir():
+        names = sorted(p.stem for p in folder.glob("*.yaml") if p.stem != "defaults")
+        assert f"{folder.name}: {' | '.join(names)}" in text

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from vidd import __version__
 from vidd.bench import BenchPlan, method_kind, run_bench
 from vidd.core import alphabets
 from vidd.core import config as cfg
@@ -38,8 +39,15 @@ TASK_SET_OPT = typer.Option([], "--task-set", help="a task setting key=value, as
                                                    "(e.g. protein-ss: --task-set length=64)")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"vidd {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="print vidd's version and exit")) -> None:
     """vidd: reward-guided fine-tuning of diffusion models for biomolecular design."""
 
 

@@ -20,10 +20,11 @@ ASSETS = assets_dir()
 def test_manifest_lists_every_asset_with_its_checksum():
     manifest = json.loads((ASSETS / "MANIFEST.json").read_text())
     listed = {f["path"]: f for f in manifest["files"]}
-    on_disk = {f"assets/{p.relative_to(ASSETS)}" for p in ASSETS.rglob("*") if p.is_file() and p.name != "MANIFEST.json"}
+    on_disk = {f"src/vidd/assets/{p.relative_to(ASSETS)}" for p in ASSETS.rglob("*")
+               if p.is_file() and p.name != "MANIFEST.json"}
     assert set(listed) == on_disk
     for path, entry in listed.items():
-        data = (ASSETS.parent / path).read_bytes()
+        data = (ASSETS / path.removeprefix("src/vidd/assets/")).read_bytes()
         assert hashlib.sha256(data).hexdigest() == entry["sha256"], path
         assert len(data) == entry["bytes"] and entry["commands"], path
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from vidd.core import config as cfg
+from vidd.core import plugins
 from vidd.core.config import ConfigError, load_yaml
 from vidd.core.errors import UserError
 from vidd.eval.samples import SampleFormat
@@ -33,6 +34,7 @@ from vidd.core.alphabets import Alphabet
 from vidd.core.seqio import read_sequences
 
 PRESETS_DIR = Path(__file__).parent / "presets"
+PACKAGE_ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 
 @dataclasses.dataclass
@@ -41,9 +43,10 @@ class NoSettings:
 
 
 def assets_dir() -> Path:
-    """Committed checkpoints: $VIDD_ASSETS, else the repository's assets/ folder."""
+    """The bundled models and oracles: $VIDD_ASSETS, else vidd's package data (src/vidd/assets, installed
+    with the wheel)."""
     env = os.environ.get("VIDD_ASSETS")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "assets"
+    return Path(env) if env else PACKAGE_ASSETS
 
 
 class Task(SampleFormat):
@@ -70,9 +73,12 @@ class Task(SampleFormat):
 
     @staticmethod
     def get(name: str, reward_terms: dict[str, float] | None = None, settings: dict | None = None) -> "Task":
-        if name not in Task.registry:
-            raise UserError(f"unknown task {name!r}; known tasks: {', '.join(sorted(Task.registry))}")
-        return Task.registry[name](reward_terms, settings)
+        """The task called `name`: built in, or a plug-in's (entry point group `vidd.tasks`)."""
+        cls = plugins.find(Task.registry, plugins.TASKS, name, Task)
+        if cls is None:
+            known = ", ".join(plugins.known(Task.registry, plugins.TASKS))
+            raise UserError(f"unknown task {name!r}; known tasks: {known}")
+        return cls(reward_terms, settings)
 
     def __init__(self, reward_terms: dict[str, float] | None = None, settings: dict | None = None):
         """`reward_terms`: weights of the task's named reward terms (config `reward.terms`); empty or None keeps

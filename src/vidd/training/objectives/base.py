@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from vidd.core import plugins
 from vidd.core.config import ConfigError, option
 from vidd.training.context import Context
 from vidd.training.rollin import RollIn
@@ -84,9 +85,12 @@ class Method:
 
     @staticmethod
     def lookup(name: str) -> type["Method"]:
-        if name not in Method.registry:
-            raise ConfigError(f"method: unknown method {name!r}; known: {sorted(Method.registry)}")
-        return Method.registry[name]
+        """The method called `name`: built in, or a plug-in's (entry point group `vidd.methods`)."""
+        method = plugins.find(Method.registry, plugins.METHODS, name, Method)
+        if method is None:
+            known = plugins.known(Method.registry, plugins.METHODS)
+            raise ConfigError(f"method: unknown method {name!r}; known: {known}")
+        return method
 
     def __init__(self, config):
         self.config = config
