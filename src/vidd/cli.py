@@ -18,7 +18,7 @@ from vidd.core import config as cfg
 from vidd.core.atomic import atomic_open
 from vidd.core.errors import UserError
 from vidd.core.runfolder import RunFolder
-from vidd.core.seqio import read_sequences
+from vidd.core.seqio import read_sequences, write_table
 from vidd.data import dhs
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.diffusion.pretrain import PretrainConfig, pretrain as run_pretraining
@@ -200,12 +200,17 @@ def evaluate(
     samples: Path = typer.Option(..., "--samples", help="sample file to evaluate"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the metrics as JSON here"),
     likelihood_samples: int = typer.Option(16, "--likelihood-samples", help="Monte Carlo steps of the pretrained model's ELBO per sequence (0: all 128 steps)"),
+    per_sequence: Optional[Path] = typer.Option(None, "--per-sequence", help="also write one row per sequence here "
+                                                "(TSV: sequence, training reward and its terms, evaluation reward, "
+                                                "log-likelihood; molecules: SMILES, QED, SA)"),
 ):
     """Evaluate samples with the task's held-out evaluation oracle and naturalness metrics."""
     with user_errors():
         t = Task.get(task)
         seqs = t.read_samples(samples)
         result = t.evaluate(seqs, likelihood_samples=likelihood_samples or None)
+        if per_sequence:
+            write_table(per_sequence, t.per_sequence(seqs, likelihood_samples=likelihood_samples or None))
     table = Table(title=f"{task}: {samples}")
     table.add_column("metric")
     table.add_column("value", justify="right")
