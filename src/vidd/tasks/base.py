@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 import os
 from functools import cached_property
 from pathlib import Path
@@ -25,7 +26,7 @@ from vidd.eval.samples import SampleFormat
 from vidd.core.alphabets import Alphabet
 from vidd.core.seqio import read_sequences
 from vidd.rewards.base import WeightedSum, as_reward
-from vidd.rewards.counted import CountedReward
+from vidd.rewards.counted import CountedReward, RewardPolicy
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -156,8 +157,9 @@ class Task(SampleFormat):
         evaluation reward `eval_reward` (each with its terms, `reward_<term>`, when it is a weighted sum) and
         `log_likelihood`, the ELBO under the pretrained model (`likelihood_steps` steps, `likelihood_samples`
         Monte Carlo steps; None: all). `reward`: the run's counted training reward, whose cache answers the
-        sequences it scored and which counts the others as monitor calls (default: a fresh one)."""
-        reward = reward or CountedReward(self.training_reward())
+        sequences it scored and which counts the others as monitor calls (default: a fresh one that shows a
+        sequence the reward fails on as NaN)."""
+        reward = reward or CountedReward(self.training_reward(), RewardPolicy(on_failure="penalty", penalty=math.nan))
         columns = {"sequence": list(seqs), **reward.monitor_table(seqs)}
         evaluation = self.evaluation_reward
         if isinstance(evaluation, WeightedSum):
