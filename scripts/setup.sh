@@ -12,6 +12,6 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   $PIP install -q --disable-pip-version-check "${VIDD_TORCH_SPEC:-torch==2.13.0}"
 fi
 # dist: Ray, for the reward executor (its tests run on a local cluster); protein, antibody: the antibody task
-# (antibody installs IgFold, licensed for academic, non-commercial use only)
-EXTRAS=test,chem,dist,protein,antibody
+# (antibody installs IgFold, licensed for academic, non-commercial use only); track: TensorBoard, MLflow, W&B
+EXTRAS=test,chem,dist,protein,antibody,track
 $PIP install -q --disable-pip-version-check -e ".[$EXTRAS]"
