@@ -3,7 +3,8 @@
     python scripts/compare_runs.py BEFORE AFTER
 
 BEFORE and AFTER each hold one run folder per name (e.g. made by scripts/method_smoke_runs.sh with the
-same seed on two versions of vidd). Prints one line per run and exits 1 if any metric differs.
+same seed on two versions of vidd). Prints one line per run and exits 1 if any metric differs or is gone; final
+metrics that only AFTER has (a new version's additions) are listed, not compared.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ def main(before: Path, after: Path) -> int:
     differ = 0
     for run in sorted(p for p in before.iterdir() if (p / "final_eval.json").is_file()):
         a, b = numbers(run), numbers(after / run.name)
-        same = a == b
+        new = sorted(set(b["final"]) - set(a["final"]))
+        same = a["metrics"] == b["metrics"] and a["final"] == {k: v for k, v in b["final"].items() if k not in new}
         differ += not same
         print(f"{run.name}: {'identical' if same else 'DIFFERENT'} ({len(a['metrics'])} iterations, "
-              f"{len(a['final'])} final metrics)")
+              f"{len(a['final'])} final metrics{'; new in AFTER: ' + ', '.join(new) if new else ''})")
     return 1 if differ else 0
 
 

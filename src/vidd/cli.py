@@ -14,13 +14,13 @@ from rich.table import Table
 
 from vidd import __version__
 from vidd.bench import BenchPlan, method_kind, run_bench
-from vidd.core import alphabets
 from vidd.core import config as cfg
 from vidd.core.atomic import atomic_open
 from vidd.core.errors import UserError
 from vidd.core.runfolder import RunFolder
-from vidd.core.seqio import read_sequences
+from vidd.core.seqio import write_table
 from vidd.data import dhs
+from vidd.data.corpus import load_corpus
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.diffusion.pretrain import PretrainConfig, pretrain as run_pretraining
 from vidd.eval.report import write_report
@@ -78,14 +78,20 @@ def layers(config_file: Optional[Path], overrides: list[str]) -> list[dict]:
 def pretrain(
     out: Path = typer.Option(..., "--out", help="output folder (model.pt, state.pt, log.jsonl)"),
     task: Optional[str] = typer.Option(None, "--task", help="train on this task's training split"),
-    data: Optional[Path] = typer.Option(None, "--data", help="FASTA file of training sequences"),
-    valid: Optional[Path] = typer.Option(None, "--valid", help="FASTA file of validation sequences"),
-    alphabet: str = typer.Option("DNA", "--alphabet", help="alphabet of --data: DNA or protein"),
+    data: Optional[Path] = typer.Option(None, "--data", help="training sequences: FASTA (any lengths), a CSV/TSV "
+                                        "table (.csv, .tsv, with --column) or SMILES (.smi, read as SELFIES); "
+                                        "docs/data.md"),
+    valid: Optional[Path] = typer.Option(None, "--valid", help="validation sequences, a file like --data (default: "
+                                         "the first 1/20 of --data)"),
+    column: Optional[str] = typer.Option(None, "--column", help="the column of sequences of a CSV/TSV --data/--valid"),
+    alphabet: Optional[str] = typer.Option(None, "--alphabet", help="alphabet of --data: DNA (default), RNA, protein, "
+                                           "SELFIES (default for SMILES) or custom:LETTERS, e.g. custom:ACDE; "
+                                           "varying lengths add a padding token"),
     config_file: Optional[Path] = CONFIG_OPT,
     overrides: list[str] = SET_OPT,
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out"),
 ):
-    """Pretrain a masked diffusion model on a task's training split or on a FASTA file."""
+    """Pretrain a masked diffusion model on a task's training split or on your sequences (FASTA, CSV/TSV, SMILES)."""
     with user_errors():
         config = cfg.build(PretrainConfig, *layers(config_file, overrides))
         if (task is None) == (data is None):
@@ -95,16 +101,8 @@ def pretrain(
             train, val = t.pretrain_sequences()
             alpha, length = t.pretrain_alphabet(train), t.length
         else:
-            alpha = {"DNA": alphabets.DNA, "protein": alphabets.PROTEIN}.get(alphabet)
-            if alpha is None:
-                fail(f"--alphabet must be DNA or protein, got {alphabet!r}")
-            train = read_sequences(data, alpha)
-            if valid:
-                val = read_sequences(valid, alpha, length=len(train[0]))
-            else:
-                cut = max(1, len(train) // 20)
-                train, val = train[cut:], train[:cut]
-            length = None
+            corpus = load_corpus(data, valid, alphabet, column)
+            alpha, train, val, length = corpus.alphabet, corpus.train, corpus.valid, corpus.length
         run_pretraining(config, alpha, train, val, out, resume=resume, log=typer.echo, length=length)
     typer.echo(f"saved {out / 'model.pt'}")
 
@@ -212,12 +210,17 @@ def evaluate(
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the metrics as JSON here"),
     likelihood_samples: int = typer.Option(16, "--likelihood-samples", help="Monte Carlo steps of the pretrained model's ELBO per sequence (0: all 128 steps)"),
     task_settings: list[str] = TASK_SET_OPT,
+    per_sequence: Optional[Path] = typer.Option(None, "--per-sequence", help="also write one row per sequence here "
+                                                "(TSV: sequence, training reward and its terms, evaluation reward, "
+                                                "log-likelihood; molecules: SMILES, QED, SA)"),
 ):
     """Evaluate samples with the task's held-out evaluation oracle and naturalness metrics."""
     with user_errors():
         t = Task.get(task, settings=cfg.parse_overrides(task_settings))
         seqs = t.read_samples(samples)
         result = t.evaluate(seqs, likelihood_samples=likelihood_samples or None)
+        if per_sequence:
+            write_table(per_sequence, t.per_sequence(seqs, likelihood_samples=likelihood_samples or None))
     table = Table(title=f"{task}: {samples}")
     table.add_column("metric")
     table.add_column("value", justify="right")

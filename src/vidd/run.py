@@ -20,6 +20,7 @@ from vidd.tasks.base import Task
 from vidd.tasks.custom import CustomTask
 from vidd.training import FinetuneConfig, FinetuneResult, Trainer
 from vidd.training.callbacks import Callback
+from vidd.training.trackers import trackers
 from vidd.training.objectives import Method
 
 
@@ -68,7 +69,8 @@ class Run:
         factory = task.training_reward if executor.kind == "inline" else task.training_reward_factory()
         with served_reward(factory, executor) as reward:
             trainer = Trainer(self.config, task.pretrained_model(), reward, task.evaluation_reward, self.folder,
-                              final_evaluator=task.evaluate, log=self.log, samples=task, callbacks=self.callbacks)
+                              final_evaluator=task.evaluate, log=self.log, samples=task, callbacks=self.callbacks,
+                              final_table=task.per_sequence)
             result = trainer.run(resume=self.resume)
         self.main = trainer.group.main
         if self.folder and self.main:
@@ -78,12 +80,15 @@ class Run:
 
 def build_run(task: Task, config: FinetuneConfig, out: str | Path | None = None, resume: bool = False,
               log: Callable = print, callbacks: list[Callback] = ()) -> Run:
-    """A run of `config` on `task`, written to the run folder `out` (None: nothing written); `callbacks`
-    watch it (vidd.training.callbacks)."""
+    """A run of `config` on `task`, written to the run folder `out` (None: nothing written); the trackers of
+    `config.report_to` and `callbacks` watch it (vidd.training.callbacks)."""
     if resume and out is None:
         raise ConfigError("resume: needs the run folder")
     task = task.configured(config.reward.terms, config.task)
-    return Run(task, config, RunFolder(out) if out is not None else None, resume, log, list(callbacks))
+    folder = RunFolder(out) if out is not None else None
+    tracking = trackers(config.report_to, {"task": task.name, **cfg.to_dict(config)}, folder,
+                        folder.path.name if folder else task.name)
+    return Run(task, config, folder, resume, log, [*tracking, *callbacks])
 
 
 def resume_config(folder: RunFolder, *layers: dict) -> FinetuneConfig:

@@ -243,6 +243,13 @@ def test_finetune_cli_smoke(tiny_antiberty, tmp_path):
     task = Task.get("antibody-cdrh3-nivolumab")
     samples = task.read_samples(run / "samples" / "final.fasta")  # checks the framework is unchanged
     assert len(samples) == 4
+    header, *rows = [line.split("\t") for line in (run / "samples" / "final.tsv").read_text().splitlines()]
+    assert header == ["sequence", "cdr_h3", "reward", "reward_developability", "reward_naturalness", "eval_reward",
+                      "eval_reward_developability", "eval_reward_naturalness", "log_likelihood"]
+    assert [r[0] for r in rows] == samples and [r[1] for r in rows] == [task.cdr_h3(s) for s in samples]
+    for r in rows:  # weights 1 and 1: the reward is the sum of its terms
+        assert float(r[2]) == pytest.approx(float(r[3]) + float(r[4]), abs=1e-4)
+    assert f"sample_0 cdr_h3={rows[0][1]} reward={rows[0][2]} " in (run / "samples" / "final.fasta").read_text()
     r = CliRunner().invoke(app, ["sample", "antibody-cdrh3-nivolumab", "--checkpoint", str(run), "--n", "3",
                                  "--steps", "3", "--out", str(tmp_path / "s.fasta")])
     assert r.exit_code == 0, r.output

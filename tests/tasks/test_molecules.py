@@ -219,7 +219,17 @@ def test_cli_finetune_moses_qed_smoke(tiny_moses, tmp_path):
     assert r.exit_code == 0, r.output
     final = json.loads((run / "final_eval.json").read_text())
     assert {"qed_median", "validity", "int_div", "nll_median", "reward_calls"} <= set(final)
-    assert (run / "samples" / "final.smi").read_text().startswith("SMILES\tQED\tSA\tSELFIES")
+    smi = (run / "samples" / "final.smi").read_text()
+    assert smi.startswith("SMILES\tQED\tSA\treward\teval_reward\tlog_likelihood\tSELFIES")
+    header, *table = [line.split("\t") for line in (run / "samples" / "final.tsv").read_text().splitlines()]
+    assert header == ["sequence", "smiles", "QED", "SA", "reward", "eval_reward", "log_likelihood"]
+    from vidd.tasks import Task
+
+    assert [row[0] for row in table] == Task.get("moses-qed").read_samples(run / "samples" / "final.smi")
+    for row in table:  # QED is the reward here: the same number (or no molecule: NaN, and the penalty 0)
+        smiles, qed_value, reward, evaluation = row[1], float(row[2]), float(row[4]), float(row[5])
+        assert (qed_value, reward) == ((pytest.approx(evaluation), evaluation) if smiles != "*" else
+                                       (pytest.approx(np.nan, nan_ok=True), 0.0))
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all(0.0 <= r["eval_diversity"] <= 1.0 for r in rows)
 

@@ -3,11 +3,13 @@
 
     RUN/config.yaml          the run's settings
     RUN/metrics.jsonl        one JSON row per iteration (metrics.csv: the same as a table)
-    RUN/samples/             iter_XXXXX<suffix> evaluation samples, final<suffix>
+    RUN/samples/             iter_XXXXX<suffix> evaluation samples, final<suffix> (with their scores)
+    RUN/samples/final.tsv    one row per final sample: sequence, rewards, log-likelihood (docs/metrics.md)
     RUN/checkpoints/last.pt  the resumable state (atomic)
     RUN/checkpoints/student.pt  the fine-tuned model, written when the run ends
     RUN/final_eval.json      the final evaluation
     RUN/curves.png, RUN/report.html
+    RUN/tensorboard/, RUN/wandb/  experiment trackers' files (config `report_to`)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import yaml
 from vidd.core.atomic import atomic_open, atomic_torch_save
 from vidd.core.config import load_yaml
 from vidd.core.errors import UserError
+from vidd.core.seqio import write_table
 
 
 class RunFolder:
@@ -67,6 +70,14 @@ class RunFolder:
     @property
     def curves_file(self) -> Path:
         return self.path / "curves.png"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / "tensorboard"
+
+    @property
+    def final_table_file(self) -> Path:
+        return self.samples_dir / "final.tsv"
 
     def samples_file(self, stem: str, suffix: str) -> Path:
         return self.samples_dir / f"{stem}{suffix}"
@@ -143,6 +154,9 @@ class RunFolder:
     def write_final_eval(self, report: dict) -> None:
         with atomic_open(self.final_eval_file) as f:
             json.dump(report, f, indent=2)
+
+    def write_final_table(self, columns: dict[str, list]) -> None:
+        write_table(self.final_table_file, columns)
 
     def read_final_eval(self) -> dict | None:
         return json.loads(self.final_eval_file.read_text()) if self.final_eval_file.is_file() else None

@@ -6,15 +6,23 @@ fixed-length sequences (FASTA, normalised Hamming diversity). Molecules override
 
 from __future__ import annotations
 
+import numpy as np
+
 from vidd.core.seqio import write_fasta
 from vidd.eval.metrics import diversity
+
+
+def sample_scores(table: dict[str, list]) -> dict[str, list]:
+    """The numeric columns of a per-sequence table (`Task.per_sequence`): what a sample file carries."""
+    return {k: v for k, v in table.items() if np.issubdtype(np.asarray(v).dtype, np.number)}
 
 
 class SampleFormat:
     sample_suffix = ".fasta"
 
-    def write_samples(self, path, seqs: list[str]) -> None:
-        write_fasta(path, seqs)
+    def write_samples(self, path, seqs: list[str], scores: dict[str, list] | None = None) -> None:
+        """`scores`: numbers per sequence carried with each sample (FASTA: `key=value` in its header)."""
+        write_fasta(path, seqs, scores)
 
     def diversity(self, seqs: list[str]) -> float:
         return diversity(seqs)

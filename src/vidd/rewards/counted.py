@@ -16,7 +16,7 @@ import numpy as np
 
 from vidd.core.config import option
 from vidd.core.errors import UserError
-from vidd.rewards.base import Reward, as_reward
+from vidd.rewards.base import Reward, WeightedSum, as_reward
 from vidd.rewards.executors import ExecutorConfig
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,23 @@ class CountedReward:
             fresh = dict(zip(todo, self._evaluate(todo).tolist())) if todo else {}
             self.monitor_calls += len(todo)
             return np.array([self.cache.get(s, fresh.get(s)) for s in seqs], dtype=np.float64)
+
+    def monitor_table(self, seqs: list[str]) -> dict[str, np.ndarray]:
+        """Per-sequence columns for monitoring: `reward` (as `monitor`) and, for a weighted sum scored in this
+        process, each term as `reward_<term>`; then every distinct sequence is scored term by term (the cache
+        holds totals only) and counted as a monitor call."""
+        if not isinstance(self.reward, WeightedSum):
+            return {"reward": self.monitor(seqs)}
+        unique = list(dict.fromkeys(seqs))
+        with self._lock:
+            try:
+                columns = self.reward.columns(unique, "reward")
+            except Exception:  # the reward is user code: its total goes through the failure policy instead
+                return {"reward": self.monitor(seqs)}
+            self.monitor_calls += len(unique)
+        where = {s: i for i, s in enumerate(unique)}
+        rows = [where[s] for s in seqs]
+        return {k: v[rows] for k, v in columns.items()}
 
     def _evaluate(self, seqs: list[str]) -> np.ndarray:
         try:

@@ -70,6 +70,11 @@ class AntibodyCDRH3(Task):
         return self.numbering.region("H3")
 
     @property
+    def likelihood_steps(self) -> int:
+        """The in-filling chain reveals one CDR-H3 position a step."""
+        return self.h3[1] - self.h3[0]
+
+    @property
     def native_h3(self) -> str:
         a, b = self.h3
         return self.antibody.heavy[a:b]
@@ -132,8 +137,15 @@ class AntibodyCDRH3(Task):
         self.check(seqs, where=f"{path}: sequence")
         return seqs
 
-    def write_samples(self, path, seqs: list[str]) -> None:
-        write_fasta(path, seqs, [f"sample_{i} cdr_h3={self.cdr_h3(s)}" for i, s in enumerate(seqs)])
+    def write_samples(self, path, seqs: list[str], scores: dict[str, list] | None = None) -> None:
+        write_fasta(path, seqs, {"cdr_h3": [self.cdr_h3(s) for s in seqs], **(scores or {})})
+
+    def per_sequence(self, seqs: list[str], reward=None, likelihood_samples: int | None = 4, seed: int = 0) -> dict:
+        """The default columns with the CDR-H3 loop after the sequence; the training and evaluation rewards
+        come with their terms (`reward_<term>`, `eval_reward_<term>`)."""
+        self.check(seqs)
+        columns = super().per_sequence(seqs, reward, likelihood_samples, seed)
+        return {"sequence": columns.pop("sequence"), "cdr_h3": [self.cdr_h3(s) for s in seqs], **columns}
 
     def diversity(self, seqs: list[str]) -> float:
         """Normalised Hamming distance between CDR-H3 loops over the m(m-1) ordered pairs."""
@@ -162,7 +174,7 @@ class AntibodyCDRH3(Task):
         if "naturalness" not in parts:
             out["naturalness_median"] = metrics.finite_median(self._naturalness(seqs))
         out.update(self._structure(seqs, structure_samples))
-        steps = self.h3[1] - self.h3[0]
+        steps = self.likelihood_steps
         elbo = self.log_likelihood(seqs, steps, likelihood_samples and min(likelihood_samples, steps), seed,
                                    batch_size=64)
         h3 = [self.cdr_h3(s) for s in seqs]

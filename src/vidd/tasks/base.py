@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import math
 import os
 from functools import cached_property
 from pathlib import Path
@@ -32,6 +33,8 @@ from vidd.core.errors import UserError
 from vidd.eval.samples import SampleFormat
 from vidd.core.alphabets import Alphabet
 from vidd.core.seqio import read_sequences
+from vidd.rewards.base import WeightedSum, as_reward
+from vidd.rewards.counted import CountedReward, RewardPolicy
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 PACKAGE_ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -65,6 +68,8 @@ class Task(SampleFormat):
     reward_terms: dict[str, float] = {}
     #: the dataclass of the task's settings (config section `task:`; module docstring)
     Settings: type = NoSettings
+    #: denoising steps of the chain whose ELBO is the per-sequence log-likelihood (`per_sequence`)
+    likelihood_steps: int = 32
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -174,6 +179,26 @@ class Task(SampleFormat):
     def evaluate(self, seqs: list[str], **options) -> dict:
         """The task's metrics of a set of samples."""
         raise NotImplementedError
+
+    def per_sequence(self, seqs: list[str], reward: CountedReward | None = None, likelihood_samples: int | None = 16,
+                     seed: int = 0) -> dict[str, list]:
+        """One row per design, as columns (docs/metrics.md): `sequence`, the training reward `reward`, the
+        evaluation reward `eval_reward` (each with its terms, `reward_<term>`, when it is a weighted sum) and
+        `log_likelihood`, the ELBO under the pretrained model (`likelihood_steps` steps, `likelihood_samples`
+        Monte Carlo steps; None: all). `reward`: the run's counted training reward, whose cache answers the
+        sequences it scored and which counts the others as monitor calls (default: a fresh one that shows a
+        sequence the reward fails on as NaN)."""
+        reward = reward or CountedReward(self.training_reward(), RewardPolicy(on_failure="penalty", penalty=math.nan))
+        columns = {"sequence": list(seqs), **reward.monitor_table(seqs)}
+        evaluation = self.evaluation_reward
+        if isinstance(evaluation, WeightedSum):
+            columns.update(evaluation.columns(seqs, "eval_reward"))
+        elif evaluation is not None:
+            columns["eval_reward"] = as_reward(evaluation)(seqs)
+        steps = self.likelihood_steps
+        samples = likelihood_samples and min(likelihood_samples, steps)
+        columns["log_likelihood"] = self.log_likelihood(seqs, steps, samples, seed)
+        return columns
 
     def read_samples(self, path) -> list[str]:
         return read_sequences(path, self.alphabet, self.length)

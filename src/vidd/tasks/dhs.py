@@ -27,6 +27,7 @@ class DHSHepG2(Task):
     name = "dhs-hepg2"
     alphabet = DNA
     length = SEQUENCE_LENGTH
+    likelihood_steps = 128
     table_metrics = ("pred_activity_median", "hepg2_acc", "kmer3_corr", "jaspar_corr", "log_likelihood_median",
                      "diversity", "uniqueness")
     tradeoff_metrics = ("diversity", "kmer3_corr")

@@ -67,14 +67,24 @@ class MoleculeTask(Task):
             self.alphabet.validate(s, self.length, where=f"{path}: molecule {i}")
         return seqs
 
-    def write_samples(self, path, seqs: list[str]) -> None:
+    def write_samples(self, path, seqs: list[str], scores: dict[str, list] | None = None) -> None:
+        """SMILES, QED, SA, `scores` and the SELFIES, one molecule a line."""
         smiles = decode_all(seqs)
+        write_smi(path, smiles, {**self._properties(smiles), **(scores or {}), "SELFIES": [s or PAD for s in seqs]})
+
+    @staticmethod
+    def _properties(smiles: list[str | None]) -> dict[str, list[float]]:
+        """QED and SA of each molecule (NaN for no valid molecule)."""
         mols = [mol_from_smiles(s) if s else None for s in smiles]
-        write_smi(path, smiles, {
-            "QED": [qed(m) if m else float("nan") for m in mols],
-            "SA": [sa_score(m) if m else float("nan") for m in mols],
-            "SELFIES": [s or PAD for s in seqs],
-        })
+        return {"QED": [qed(m) if m else float("nan") for m in mols],
+                "SA": [sa_score(m) if m else float("nan") for m in mols]}
+
+    def per_sequence(self, seqs: list[str], reward=None, likelihood_samples: int | None = 8, seed: int = 0) -> dict:
+        """The default columns (`sequence` is the SELFIES) with the molecule's `smiles` (`*`: none), QED and SA."""
+        columns = super().per_sequence(seqs, reward, likelihood_samples, seed)
+        smiles = decode_all(seqs)
+        return {"sequence": columns.pop("sequence"), "smiles": [s or "*" for s in smiles], **self._properties(smiles),
+                **columns}
 
     def diversity(self, seqs: list[str]) -> float:
         """Internal diversity (1 - mean Tanimoto, Morgan r=2) of the valid molecules."""

@@ -8,6 +8,7 @@ from typing import Literal
 from vidd.core.config import ConfigError, option
 from vidd.rewards.counted import RewardPolicy
 from vidd.training.objectives import MethodConfig, VIDDConfig
+from vidd.training.trackers import Tracker
 
 
 @dataclass
@@ -43,6 +44,9 @@ class FinetuneConfig:
         False, "collect two accumulation chunks at a time in threads, so one chunk samples its roll-ins while "
                "the other waits for its rewards (worth it when the reward runs on an executor, reward.executor; "
                "the results are the same as without)")
+    report_to: list[str] = option(
+        [], "experiment trackers that log every metrics row, the config and the final evaluation: any of "
+            "tensorboard, mlflow, wandb (docs/tracking.md; each needs its extra, e.g. pip install 'vidd[mlflow]')")
     distributed_backend: Literal["auto", "gloo", "nccl"] = option(
         "auto", "torch.distributed backend of a data-parallel run (torchrun, WORLD_SIZE > 1) when the trainer "
                 "starts the process group: auto = nccl for CUDA devices, else gloo")
@@ -56,6 +60,8 @@ class FinetuneConfig:
                      "final_samples"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        for name in self.report_to:
+            Tracker.lookup(name)  # an unknown tracker or a missing library fails before any work starts
 
     def check_world(self, world: int) -> None:
         """A data-parallel run of `world` processes keeps the global batch (batch_size x accumulation

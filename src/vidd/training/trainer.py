@@ -20,7 +20,7 @@ from vidd.core.config import to_dict
 from vidd.core.runfolder import RunFolder
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.eval.metrics import finite_median
-from vidd.eval.samples import SampleFormat
+from vidd.eval.samples import SampleFormat, sample_scores
 from vidd.rewards.base import Reward, as_reward
 from vidd.rewards.counted import CountedReward
 from vidd.training.callbacks import Callback
@@ -55,7 +55,8 @@ class Trainer:
     def __init__(self, config: FinetuneConfig, pretrained: MaskedDiffusion, reward,
                  eval_reward: Reward | None = None, folder: RunFolder | None = None,
                  final_evaluator: Callable[[list[str]], dict] | None = None, log=print,
-                 samples: SampleFormat | None = None, callbacks: list[Callback] = ()):
+                 samples: SampleFormat | None = None, callbacks: list[Callback] = (),
+                 final_table: Callable[[list[str], CountedReward], dict] | None = None):
         self.config = config
         config.check_world(world_size())
         self.group = ProcessGroup.join(config.distributed_backend, config.device)
@@ -64,6 +65,7 @@ class Trainer:
         self.folder = folder
         self.log = log if self.group.main else (lambda *args, **kwargs: None)
         self.final_evaluator = final_evaluator
+        self.final_table = final_table  # one row per final sample (Task.per_sequence), samples/final.tsv
         self.callbacks = list(callbacks) if self.group.main else []
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -231,8 +233,8 @@ class Trainer:
                 self._write_samples(f"iter_{ctx.iteration + 1:05d}", seqs)
         return row
 
-    def _write_samples(self, stem: str, seqs: list[str]) -> None:
-        self.samples.write_samples(self.folder.samples_file(stem, self.samples.sample_suffix), seqs)
+    def _write_samples(self, stem: str, seqs: list[str], scores: dict[str, list] | None = None) -> None:
+        self.samples.write_samples(self.folder.samples_file(stem, self.samples.sample_suffix), seqs, scores)
 
     def _kl_to_pretrained(self, traj) -> float:
         """Monte Carlo KL(p_theta || p_pre) of the whole chain: the sum over steps of the log-ratio of
@@ -252,13 +254,18 @@ class Trainer:
         gen = torch.Generator().manual_seed(self.config.seed + 7)
         n = self.config.final_samples
         seqs = self.ctx.student.alphabet.decode(self.ctx.student.sample(n, self.config.steps, gen).cpu())
-        self._write_samples("final", seqs)
+        reward, monitor_calls = self.ctx.reward, self.ctx.reward.monitor_calls
+        table = self.final_table(seqs, reward) if self.final_table else {}
+        self._write_samples("final", seqs, sample_scores(table))
+        if table:
+            self.folder.write_final_table(table)
         report = dict(self.final_evaluator(seqs)) if self.final_evaluator else {}
         if not report and self.eval_reward is not None:
             report["eval_reward_median"] = finite_median(self.eval_reward(seqs))
-        report.update(n=len(seqs), reward_calls=self.ctx.reward.calls,
-                      monitor_reward_calls=self.ctx.reward.monitor_calls, wall_seconds=self.wall_seconds,
-                      iterations=self.ctx.iteration)
+        report.update(n=len(seqs), reward_calls=reward.calls, monitor_reward_calls=monitor_calls,
+                      wall_seconds=self.wall_seconds, iterations=self.ctx.iteration)
+        if table:
+            report["final_table_reward_calls"] = reward.monitor_calls - monitor_calls
         self.folder.write_final_eval(report)
 
     # ----------------------------------------------------- run folder / resume
