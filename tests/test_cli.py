@@ -26,8 +26,9 @@ def test_finetune_sample_evaluate_round_trip(tmp_path):
     r = invoke("finetune", ToyGC.name, "--preset", "quick", "--out", run)
     assert r.exit_code == 0, r.output
     assert "reward calls per iteration" in r.output
-    for name in ("config.yaml", "metrics.jsonl", "metrics.csv", "final_eval.json", "checkpoints/student.pt",
-                 "curves.png", "report.html"):
+    for name in ("config.yaml", "metrics.jsonl", "metrics.csv", "final_eval.json",
+                 "checkpoints/student/config.json", "checkpoints/student/model.safetensors", "curves.png",
+                 "report.html"):
         assert (run / name).is_file(), name
     page = (run / "report.html").read_text()
     assert "Final evaluation" in page and "reward_median" in page and "curves.png" in page
@@ -104,7 +105,7 @@ def test_pretrain_on_fasta_and_resume(tmp_path):
               "eval_every=2", "--set", "warmup_steps=1", "--set", "eval_sequences=8"]
     r = invoke("pretrain", "--data", data, "--out", out, "--set", "epochs=1", *common)
     assert r.exit_code == 0, r.output
-    assert (out / "model.pt").is_file()
+    assert (out / "model" / "model.safetensors").is_file()
     r = invoke("pretrain", "--data", data, "--out", out, "--set", "epochs=1", *common)
     assert r.exit_code == 2 and "--resume" in r.output
     r = invoke("pretrain", "--data", data, "--out", out, "--resume", "--set", "epochs=2", *common)
@@ -153,7 +154,7 @@ def test_sample_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
     bogus = tmp_path / "model.pt"
     bogus.write_text("not a checkpoint")
     r = invoke("sample", ToyGC.name, "--checkpoint", bogus, "--out", tmp_path / "s.fasta")
-    assert r.exit_code == 2 and "not a readable torch checkpoint" in r.output
+    assert r.exit_code == 2 and "not a readable checkpoint" in r.output
 
 
 def test_report_of_an_interrupted_run(tmp_path):

@@ -178,7 +178,7 @@ def test_run_folder_and_resume_is_bit_identical(tmp_path):
 
     assert stable(tmp_path / "full" / "metrics.jsonl") == stable(tmp_path / "cut" / "metrics.jsonl")
     run = tmp_path / "full"
-    for name in ("config.yaml", "metrics.csv", "final_eval.json", "checkpoints/student.pt", "samples/final.fasta"):
+    for name in ("config.yaml", "metrics.csv", "final_eval.json", "checkpoints/student/config.json", "samples/final.fasta"):
         assert (run / name).is_file(), name
     final = json.loads((run / "final_eval.json").read_text())
     assert final["reward_calls"] == full.reward_calls and final["iterations"] == 4
@@ -221,7 +221,7 @@ def test_nan_rewards_follow_the_declared_policy(tmp_path):
     run = tmp_path / "strict"
     with pytest.raises(RewardFailure, match="non-finite"):
         finetune(toy_model(), flaky, small_config(), out=run, log=lambda *a: None)
-    assert not (run / "checkpoints" / "student.pt").exists()  # nothing half-finished is presented as done
+    assert not (run / "checkpoints" / "student").exists()  # nothing half-finished is presented as done
 
 
 def test_overlap_collects_the_next_chunk_while_rewards_run_and_changes_nothing():

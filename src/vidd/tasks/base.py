@@ -21,6 +21,8 @@ import torch
 
 from vidd.core.config import ConfigError, load_yaml
 from vidd.core.errors import UserError
+from vidd.core.manifest import verify_asset
+from vidd.data.fetch import cache_dir
 from vidd.eval.samples import SampleFormat
 from vidd.core.alphabets import Alphabet
 from vidd.core.seqio import read_sequences
@@ -32,6 +34,14 @@ def assets_dir() -> Path:
     """Committed checkpoints: $VIDD_ASSETS, else the repository's assets/ folder."""
     env = os.environ.get("VIDD_ASSETS")
     return Path(env) if env else Path(__file__).resolve().parents[3] / "assets"
+
+
+def asset(relative: str) -> Path:
+    """The committed asset (a file or a model folder) at `relative` under `assets_dir()`, verified against
+    assets/MANIFEST.json (each file version once: the result is cached in $VIDD_CACHE)."""
+    path = assets_dir() / relative
+    verify_asset(path, assets_dir(), cache_dir() / "verified-assets.json")
+    return path
 
 
 class Task(SampleFormat):
@@ -48,6 +58,8 @@ class Task(SampleFormat):
     #: named reward terms that config `reward.terms` may weight, with their default weights (empty: the task
     #: has one fixed training reward)
     reward_terms: dict[str, float] = {}
+    #: the reverse chain of the task's models (`MaskedDiffusion.chain`)
+    chain: str = "masked"
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -112,6 +124,18 @@ class Task(SampleFormat):
         """The task's default masked diffusion model."""
         raise NotImplementedError
 
+    def check_model(self, model, where: str) -> None:
+        """A UserError unless `model` generates this task's sequences: the same alphabet, length and chain."""
+        def shape(alphabet, length, chain) -> str:
+            pad = f", padding {alphabet.pad}" if alphabet.pad else ""
+            return f"{alphabet.name} ({alphabet.size} letters{pad}), length {length}, chain {chain}"
+
+        theirs = shape(model.alphabet, model.length, model.chain)
+        needed = shape(self.alphabet, self.length, self.chain)
+        if (model.alphabet.letters, model.alphabet.pad) != (self.alphabet.letters, self.alphabet.pad) or \
+                theirs != needed:
+            raise UserError(f"{where} does not fit task {self.name!r}: the model is {theirs}; the task needs {needed}")
+
     @cached_property
     def likelihood_model(self):
         """The pretrained model that scores naturalness, loaded once per task object."""
@@ -119,7 +143,11 @@ class Task(SampleFormat):
 
     def log_likelihood(self, seqs: list[str], steps: int, samples: int | None, seed: int = 0,
                        batch_size: int = 256) -> np.ndarray:
-        """ELBO of the `steps`-step chain under the pretrained model (nats; `samples` Monte Carlo steps)."""
+        """ELBO of the `steps`-step chain under the pretrained model (nats; `samples` Monte Carlo steps, None:
+        every step)."""
+        if samples is not None and not 1 <= samples <= steps:
+            raise UserError(f"likelihood samples: must lie between 1 and the chain's {steps} steps (0 on the "
+                            f"command line: every step), got {samples}")
         tokens = self.alphabet.encode(seqs, self.length)
         with torch.no_grad():
             return self.likelihood_model.elbo(tokens, steps, samples=samples, batch_size=batch_size,
