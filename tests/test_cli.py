@@ -178,3 +178,14 @@ def test_model_report_runs_on_the_given_device_and_writes_json(tmp_path):
     r = invoke("model-report", "--task", ToyGC.name, "--samples", 5, "--device", "cpu", "--json", out)
     assert r.exit_code == 0, r.output
     assert json.loads(out.read_text())["device"] == "cpu" and json.loads(out.read_text())["samples"] == 5
+
+
+def test_model_report_shows_the_provenance(tmp_path):
+    run = tmp_path / "run"
+    assert invoke("finetune", ToyGC.name, "--preset", "quick", "--out", run).exit_code == 0
+    r = invoke("model-report", "--task", ToyGC.name, "--checkpoint", run, "--samples", 4)
+    assert r.exit_code == 0, r.output
+    origin = json.loads(r.output)["provenance"]
+    assert (origin["task"], origin["method"], origin["iteration"]) == (ToyGC.name, "vidd", 2)
+    assert origin["base_model"]["sha256"] == ToyGC().pretrained_model().weights_sha256()
+    assert origin["config"]["iterations"] == 2 and origin["reward_calls"] > 0 and origin["vidd_version"]

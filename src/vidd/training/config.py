@@ -91,6 +91,8 @@ class FinetuneConfig:
         old, new = _flatten(to_dict(stored)), _flatten(to_dict(self))
         changes = {k: [old.get(k), new.get(k)] for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
         refused = [k for k in changes if not any(k == f or k.startswith(f + ".") for f in RESUMABLE)]
+        if "method.name" in refused:  # another method: its other fields differ too
+            refused = ["method.name"]
         if refused:
             shown = ", ".join(f"{k}: {changes[k][0]!r} -> {changes[k][1]!r}" for k in refused[:3])
             shown += f" (and {len(refused) - 3} more)" if len(refused) > 3 else ""
