@@ -218,7 +218,7 @@ CASES = [
     ("likelihood-samples-negative", [*EVALUATE, "{tmp}/ok.fasta", "--likelihood-samples", "-3"], "must be >= 0",
      _write("ok.fasta", FASTA), None),
     ("likelihood-samples-huge", [*EVALUATE, "{tmp}/ok.fasta", "--likelihood-samples", "100000"],
-     "between 1 and the chain's 4 steps", _write("ok.fasta", FASTA), None),
+     "between 1 and the chain's 16 steps", _write("ok.fasta", FASTA), None),
     ("model-report-one-sample", ["model-report", "--task", TASK, "--samples", "1"], "--samples: must be >= 2", None,
      None),
     # runs: what a resumed run may change, runs of other tasks, folders that hold a run
@@ -372,3 +372,9 @@ def test_trusted_vidd_01_files_still_load_and_convert(finished, tmp_path):
     assert r.exit_code == 0, r.output
     seqs = (tmp_path / "s.fasta").read_text().split()[1::2]
     assert len(seqs) == 4 and np.all([len(s) == 12 for s in seqs])
+    run = tmp_path / "run"  # a run whose checkpoint has no hash, as vidd 0.1 wrote them
+    shutil.copytree(finished, run)
+    torch.save(load_state(run / "checkpoints" / "last.pt"), run / "checkpoints" / "last.pt")
+    r = invoke("finetune", TASK, "--resume", run, "--set", "iterations=3", "--trust-checkpoint")
+    assert r.exit_code == 0, r.output
+    assert "sha256" in torch.load(run / "checkpoints" / "last.pt", weights_only=True)  # written anew, with its hash

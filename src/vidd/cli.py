@@ -373,8 +373,9 @@ def bench(
         names = [m.strip() for m in methods.split(",") if m.strip()]
         for m in names:
             method_kind(m)
-        if budget < 1 or seeds < 1 or samples < 1:
-            fail("--budget, --seeds and --samples must be >= 1")
+        if budget < 1 or seeds < 1 or samples < 2:
+            fail(f"--budget and --seeds must be >= 1, --samples >= 2 (diversity compares pairs); got {budget}, "
+                 f"{seeds}, {samples}")
         plan = BenchPlan(task, names, budget, seeds, samples, preset, cfg.parse_overrides(overrides))
         Task.get(task).preset(preset)  # an unknown preset fails before any run starts
         run_bench(plan, out, log=typer.echo)

@@ -32,8 +32,9 @@ class ToyGC(Task):
         return gc
 
     def evaluate(self, seqs, likelihood_samples: int | None = 2):
-        """GC content, diversity and the ELBO of the 4-step chain (the likelihood bounds `vidd evaluate` checks)."""
-        loglik = self.log_likelihood(seqs, 4, likelihood_samples)
+        """GC content, diversity and the ELBO of the 16-step chain (`vidd evaluate --likelihood-samples` may ask
+        for 1 to 16 of its steps)."""
+        loglik = self.log_likelihood(seqs, 16, likelihood_samples)
         return {"reward_median": float(np.median(gc(seqs))), "diversity": diversity(seqs), "n": len(seqs),
                 "log_likelihood_median": float(np.median(loglik))}
 

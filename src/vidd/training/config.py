@@ -49,7 +49,8 @@ class FinetuneConfig:
     eval_every: int = option(10, "iterations between evaluations of the student (0: only at the end)")
     eval_samples: int = option(64, "student samples per evaluation")
     final_samples: int = option(256, "student samples scored by the final evaluation (final_eval.json)")
-    likelihood_samples: int = option(16, "Monte Carlo steps of the pretrained model's ELBO per sample")
+    likelihood_samples: int = option(16, "Monte Carlo steps of the pretrained model's ELBO per sample (at most "
+                                         "`steps`: a larger value evaluates every step)")
     checkpoint_every: int = option(10, "iterations between checkpoints (the last iteration is always saved)")
     seed: int = option(0, "random seed (a CPU run is bit-reproducible, resumed or not)")
     threads: int = option(0, "torch CPU threads (0: torch default)")
