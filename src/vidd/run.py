@@ -111,19 +111,23 @@ def build_run(task: Task, config: FinetuneConfig, out: str | Path | None = None,
         raise ConfigError("resume: needs the run folder")
     task = task.with_reward_terms(config.reward.terms)
     folder = RunFolder(out, trust_checkpoint) if out is not None else None
-    model = task.pretrained_model()
-    start, changes = validate_run(task, config, model, folder, resume)
+    model, start, changes = validate_run(task, config, folder, resume)
     return Run(task, config, model, folder, resume, log, start, changes)
 
 
-def validate_run(task: Task, config: FinetuneConfig, model: MaskedDiffusion, folder: RunFolder | None = None,
-                 resume: bool = False) -> tuple[int, dict]:
+def validate_run(task: Task, config: FinetuneConfig, folder: RunFolder | None = None,
+                 resume: bool = False) -> tuple[MaskedDiffusion, int, dict]:
     """Everything a run needs, checked before any work starts and without writing anything: the device, the
-    model against the task, the method against the model and the reward, the run folder, and on resume the
-    checkpoint (read safely, intact, of this task and this model) and the settings changed (only those a
-    resumed run may change). Returns the iteration the run continues from and the changes."""
+    run folder, the task's model, the method against the model and the reward, and on resume the checkpoint
+    (read safely, intact, of this task and this model) and the settings changed (only those a resumed run may
+    change). Returns the model (loaded once), the iteration the run continues from and the changes."""
     check_available(config.device)
     config.check_world(world_size())
+    if folder is not None:
+        folder.check_writable()
+        if not resume:
+            folder.check_new()
+    model = task.pretrained_model()
     task.check_model(model, "the model")
     method = Method.lookup(config.method.name)
     if method.differentiates_samples:
@@ -134,12 +138,8 @@ def validate_run(task: Task, config: FinetuneConfig, model: MaskedDiffusion, fol
             raise ConfigError(f"method {method.name} needs a differentiable reward called in this process: "
                               f"reward.executor.kind must be inline, got {config.reward.executor.kind!r}")
         differentiable_reward(as_reward(task.training_reward()))
-    if folder is None:
-        return 0, {}
-    folder.check_writable()
-    if not resume:
-        folder.check_new()
-        return 0, {}
+    if folder is None or not resume:
+        return model, 0, {}
     state = folder.load_checkpoint()
     where = str(folder.last_checkpoint)
     saved = MaskedDiffusion.from_state(state["model"], where=where)
@@ -147,12 +147,12 @@ def validate_run(task: Task, config: FinetuneConfig, model: MaskedDiffusion, fol
     origin = saved.metadata
     if origin.get("task") and origin["task"] != task.name:
         raise ConfigError(f"--resume: {folder.path} is a run of task {origin['task']!r}, not of {task.name!r}")
-    base = origin.get("base_model", {}).get("sha256")
-    if base and base != model.weights_sha256():
+    base, this = origin.get("base_model", {}).get("sha256"), model.weights_sha256()
+    if base and base != this:
         raise ConfigError(f"--resume: {folder.path} was started from another model (weights sha256 {base[:12]}...) "
-                          f"than this run's ({model.weights_sha256()[:12]}...)")
+                          f"than this run's ({this[:12]}...)")
     stored = cfg.build(FinetuneConfig, upgrade_config(folder.read_config()), where=str(folder.config_file))
-    return state["iteration"], config.resume_changes(stored)
+    return model, state["iteration"], config.resume_changes(stored)
 
 
 def resume_config(folder: RunFolder, *layers: dict) -> FinetuneConfig:

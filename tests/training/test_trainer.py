@@ -256,6 +256,15 @@ def test_a_fine_tuned_model_records_its_provenance(tmp_path):
     assert MaskedDiffusion.load(tmp_path / "run" / "checkpoints" / "last.pt").metadata["iteration"] == 4
 
 
+def test_resume_refuses_another_base_model(tmp_path):
+    finetune(toy_model(), g_reward, small_config(iterations=2), out=tmp_path / "run", log=lambda *a: None)
+    with pytest.raises(cfg.ConfigError, match="started from another model"):
+        finetune(toy_model(seed=1), g_reward, small_config(iterations=2), out=tmp_path / "run", resume=True,
+                 log=lambda *a: None)
+    resumed = finetune(toy_model(), g_reward, out=tmp_path / "run", resume=True, log=lambda *a: None)
+    assert len(resumed.metrics) == 2  # without a config, a resumed run keeps its own
+
+
 def test_resume_may_change_only_the_length_evaluation_and_logistics_of_a_run():
     stored = small_config()
     assert small_config(iterations=9, eval_every=3, threads=1).resume_changes(stored) == {
