@@ -48,13 +48,15 @@ ASSETS = {
     },
     "assets/dhs-hepg2/oracle-train": {
         "what": "training oracle: CNN cell-type classifier on half 0 of the training split, seed 1",
-        "commands": ["vidd train-oracle --task dhs-hepg2 --set half=0 --set seed=1 --out assets/dhs-hepg2/oracle-train.pt",
+        "commands": ["vidd train-oracle --task dhs-hepg2 --set half=0 --set seed=1 --out assets/dhs-hepg2/oracle-train.pt"
+                     "   # vidd 0.1 wrote a pickled .pt; today's --out is a folder (assets/dhs-hepg2/oracle-train)",
                      converted("assets/dhs-hepg2/oracle-train")],
         "quality": "assets/dhs-hepg2/oracle-report.json",
     },
     "assets/dhs-hepg2/oracle-eval": {
         "what": "evaluation oracle: CNN cell-type classifier on half 1 of the training split, seed 2",
-        "commands": ["vidd train-oracle --task dhs-hepg2 --set half=1 --set seed=2 --out assets/dhs-hepg2/oracle-eval.pt",
+        "commands": ["vidd train-oracle --task dhs-hepg2 --set half=1 --set seed=2 --out assets/dhs-hepg2/oracle-eval.pt"
+                     "   # vidd 0.1 wrote a pickled .pt; today's --out is a folder (assets/dhs-hepg2/oracle-eval)",
                      converted("assets/dhs-hepg2/oracle-eval")],
         "quality": "assets/dhs-hepg2/oracle-report.json",
     },
