@@ -28,8 +28,9 @@ def test_finetune_sample_evaluate_round_trip(tmp_path):
     r = invoke("finetune", ToyGC.name, "--preset", "quick", "--out", run)
     assert r.exit_code == 0, r.output
     assert "reward calls per iteration" in r.output
-    for name in ("config.yaml", "metrics.jsonl", "metrics.csv", "final_eval.json", "checkpoints/student.pt",
-                 "curves.png", "report.html"):
+    for name in ("config.yaml", "metrics.jsonl", "metrics.csv", "final_eval.json",
+                 "checkpoints/student/config.json", "checkpoints/student/model.safetensors", "curves.png",
+                 "report.html"):
         assert (run / name).is_file(), name
     page = (run / "report.html").read_text()
     assert "Final evaluation" in page and "reward_median" in page and "curves.png" in page
@@ -106,7 +107,7 @@ def test_pretrain_on_fasta_and_resume(tmp_path):
               "eval_every=2", "--set", "warmup_steps=1", "--set", "eval_sequences=8"]
     r = invoke("pretrain", "--data", data, "--out", out, "--set", "epochs=1", *common)
     assert r.exit_code == 0, r.output
-    assert (out / "model.pt").is_file()
+    assert (out / "model" / "model.safetensors").is_file()
     r = invoke("pretrain", "--data", data, "--out", out, "--set", "epochs=1", *common)
     assert r.exit_code == 2 and "--resume" in r.output
     r = invoke("pretrain", "--data", data, "--out", out, "--resume", "--set", "epochs=2", *common)
@@ -155,7 +156,7 @@ def test_sample_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
     bogus = tmp_path / "model.pt"
     bogus.write_text("not a checkpoint")
     r = invoke("sample", ToyGC.name, "--checkpoint", bogus, "--out", tmp_path / "s.fasta")
-    assert r.exit_code == 2 and "not a readable torch checkpoint" in r.output
+    assert r.exit_code == 2 and "not a readable checkpoint" in r.output
 
 
 def test_report_of_an_interrupted_run(tmp_path):
@@ -191,3 +192,14 @@ def test_preset_help_lists_each_tasks_preset_files():
     for folder in PRESETS_DIR.iterdir():
         names = sorted(p.stem for p in folder.glob("*.yaml") if p.stem != "defaults")
         assert f"{folder.name}: {' | '.join(names)}" in text
+
+
+def test_model_report_shows_the_provenance(tmp_path):
+    run = tmp_path / "run"
+    assert invoke("finetune", ToyGC.name, "--preset", "quick", "--out", run).exit_code == 0
+    r = invoke("model-report", "--task", ToyGC.name, "--checkpoint", run, "--samples", 4)
+    assert r.exit_code == 0, r.output
+    origin = json.loads(r.output)["provenance"]
+    assert (origin["task"], origin["method"], origin["iteration"]) == (ToyGC.name, "vidd", 2)
+    assert origin["base_model"]["sha256"] == ToyGC().pretrained_model().weights_sha256()
+    assert origin["config"]["iterations"] == 2 and origin["reward_calls"] > 0 and origin["vidd_version"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
@@ -16,14 +17,17 @@ from vidd import __version__
 from vidd.bench import BenchPlan, method_kind, run_bench
 from vidd.core import config as cfg
 from vidd.core.atomic import atomic_open
+from vidd.core.devices import check_available
 from vidd.core.errors import UserError
 from vidd.core.runfolder import RunFolder
+from vidd.core.safefiles import load_trusted
 from vidd.core.seqio import write_table
 from vidd.data import dhs
 from vidd.data.corpus import load_corpus
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.diffusion.pretrain import PretrainConfig, pretrain as run_pretraining
 from vidd.eval.report import write_report
+from vidd.rewards import oracle
 from vidd.rewards.oracle import OracleConfig, load_classifier, oracle_report, train_oracle
 from vidd.run import build_run, finetune_config, resume_config
 from vidd.tasks import Task
@@ -61,7 +65,8 @@ def user_errors():
     """Errors caused by the user's input end the command with a message, not a traceback."""
     try:
         yield
-    except (UserError, FileNotFoundError, FileExistsError) as e:
+    except (UserError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+            PermissionError) as e:
         fail(str(e))
 
 
@@ -70,13 +75,29 @@ def write_json(path: Path, obj) -> None:
         json.dump(obj, f, indent=2)
 
 
+def check_output_file(path: Path, option: str, overwrite: bool) -> None:
+    """An output file can be written at `path` (before any work starts)."""
+    if path.is_dir():
+        fail(f"{option} {path}: is a folder; give a file name")
+    if path.exists() and not overwrite:
+        fail(f"{option} {path}: exists; pass --force to overwrite it")
+    folder = next(p for p in path.absolute().parents if p.exists())
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        fail(f"{option} {path}: cannot be written ({folder} is not a writable folder)")
+
+
+TRUST_OPT = typer.Option(False, "--trust-checkpoint",
+                         help="also read a vidd 0.1 `.pt` checkpoint (pickle): unpickling can run code hidden in "
+                              "the file, so only for files whose origin you trust (docs/reliability.md)")
+
+
 def layers(config_file: Optional[Path], overrides: list[str]) -> list[dict]:
     return [cfg.load_yaml(config_file) if config_file else {}, cfg.parse_overrides(overrides)]
 
 
 @app.command()
 def pretrain(
-    out: Path = typer.Option(..., "--out", help="output folder (model.pt, state.pt, log.jsonl)"),
+    out: Path = typer.Option(..., "--out", help="output folder (model/, state.pt, log.jsonl)"),
     task: Optional[str] = typer.Option(None, "--task", help="train on this task's training split"),
     data: Optional[Path] = typer.Option(None, "--data", help="training sequences: FASTA (any lengths), a CSV/TSV "
                                         "table (.csv, .tsv, with --column) or SMILES (.smi, read as SELFIES); "
@@ -90,6 +111,7 @@ def pretrain(
     config_file: Optional[Path] = CONFIG_OPT,
     overrides: list[str] = SET_OPT,
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out"),
+    trust_checkpoint: bool = TRUST_OPT,
 ):
     """Pretrain a masked diffusion model on a task's training split or on your sequences (FASTA, CSV/TSV, SMILES)."""
     with user_errors():
@@ -103,13 +125,14 @@ def pretrain(
         else:
             corpus = load_corpus(data, valid, alphabet, column)
             alpha, train, val, length = corpus.alphabet, corpus.train, corpus.valid, corpus.length
-        run_pretraining(config, alpha, train, val, out, resume=resume, log=typer.echo, length=length)
-    typer.echo(f"saved {out / 'model.pt'}")
+        run_pretraining(config, alpha, train, val, out, resume=resume, log=typer.echo, length=length,
+                        trust_checkpoint=trust_checkpoint)
+    typer.echo(f"saved {out / 'model'}")
 
 
 @app.command("train-oracle")
 def train_oracle_cmd(
-    out: Path = typer.Option(..., "--out", help="output checkpoint (.pt)"),
+    out: Path = typer.Option(..., "--out", help="output model folder (config.json + model.safetensors)"),
     task: str = typer.Option("dhs-hepg2", "--task", help="task whose oracle to train (dhs-hepg2)"),
     config_file: Optional[Path] = CONFIG_OPT,
     overrides: list[str] = SET_OPT,
@@ -129,8 +152,8 @@ def train_oracle_cmd(
 
 @app.command("oracle-report")
 def oracle_report_cmd(
-    oracle_a: Path = typer.Argument(..., help="first oracle checkpoint (the one fine-tuned against)"),
-    oracle_b: Path = typer.Argument(..., help="second, held-out oracle checkpoint (the evaluator)"),
+    oracle_a: Path = typer.Argument(..., help="first oracle folder (the one fine-tuned against)"),
+    oracle_b: Path = typer.Argument(..., help="second, held-out oracle folder (the evaluator)"),
     task: str = typer.Option("dhs-hepg2", "--task", help="task whose test split to use (dhs-hepg2)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the report as JSON here"),
 ):
@@ -173,12 +196,22 @@ def _oracle_data(task: str) -> dict:
     return dhs.load_dhs()
 
 
-def _resolve_model(task, checkpoint: Optional[Path]):
+def _resolve_model(task, checkpoint: Optional[Path], trust: bool = False):
+    """The model --checkpoint names (a model folder, a run folder or a run checkpoint; default: the task's
+    pretrained model), checked against the task."""
     if checkpoint is None:
         return task.pretrained_model()
-    if checkpoint.is_dir():  # a run folder: its final student, else its latest checkpoint
-        return MaskedDiffusion.load(RunFolder(checkpoint).model_checkpoint())
-    return MaskedDiffusion.load(checkpoint)
+    run = RunFolder(checkpoint)
+    if checkpoint.is_dir() and run.holds_run():  # its fine-tuned model, else (in progress) its latest checkpoint
+        path, final = run.model_checkpoint()
+        model = MaskedDiffusion.load(path, trust=trust)
+        if not final:
+            typer.echo(f"note: the run {checkpoint} is in progress or was interrupted: using its latest checkpoint "
+                       f"(iteration {model.metadata.get('iteration', '?')}), not a final model", err=True)
+    else:
+        model = MaskedDiffusion.load(checkpoint, trust=trust)
+    task.check_model(model, f"--checkpoint {checkpoint}")
+    return model
 
 
 @app.command()
@@ -187,17 +220,21 @@ def sample(
     n: int = typer.Option(100, "--n", help="number of samples"),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", help="output file (FASTA for DNA tasks)"),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="model file or run folder (default: the task's pretrained model)"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="model folder or run folder (default: the task's pretrained model)"),
     steps: int = typer.Option(128, "--steps", help="denoising steps"),
-    batch_size: int = typer.Option(256, "--batch-size"),
+    batch_size: int = typer.Option(256, "--batch-size", help="samples drawn at once (memory bound)"),
     task_settings: list[str] = TASK_SET_OPT,
+    force: bool = typer.Option(False, "--force", help="overwrite --out if it exists"),
+    trust_checkpoint: bool = TRUST_OPT,
 ):
     """Draw samples from a task's pretrained model, a checkpoint or a fine-tuning run."""
     with user_errors():
+        for name, value in (("--n", n), ("--steps", steps), ("--batch-size", batch_size)):
+            if value < 1:
+                fail(f"{name}: must be >= 1, got {value}")
+        check_output_file(out, "--out", force)
         t = Task.get(task, settings=cfg.parse_overrides(task_settings))
-        model = _resolve_model(t, checkpoint).eval()
-        if n < 1 or steps < 1:
-            fail("--n and --steps must be >= 1")
+        model = _resolve_model(t, checkpoint, trust_checkpoint).eval()
         tokens = model.sample(n, steps, torch.Generator().manual_seed(seed), batch_size=batch_size)
         t.write_samples(out, model.alphabet.decode(tokens.cpu()))
     typer.echo(f"wrote {n} samples to {out}")
@@ -208,7 +245,7 @@ def evaluate(
     task: str = typer.Option(..., "--task", help="task name"),
     samples: Path = typer.Option(..., "--samples", help="sample file to evaluate"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the metrics as JSON here"),
-    likelihood_samples: int = typer.Option(16, "--likelihood-samples", help="Monte Carlo steps of the pretrained model's ELBO per sequence (0: all 128 steps)"),
+    likelihood_samples: int = typer.Option(16, "--likelihood-samples", help="Monte Carlo steps of the pretrained model's ELBO per sequence, at most the chain's steps (0: every step)"),
     task_settings: list[str] = TASK_SET_OPT,
     per_sequence: Optional[Path] = typer.Option(None, "--per-sequence", help="also write one row per sequence here "
                                                 "(TSV: sequence, training reward and its terms, evaluation reward, "
@@ -216,8 +253,16 @@ def evaluate(
 ):
     """Evaluate samples with the task's held-out evaluation oracle and naturalness metrics."""
     with user_errors():
+        if likelihood_samples < 0:
+            fail(f"--likelihood-samples: must be >= 0 (0: every step of the chain), got {likelihood_samples}")
+        for name, path in (("--json", json_out), ("--per-sequence", per_sequence)):
+            if path is not None:
+                check_output_file(path, name, overwrite=True)
         t = Task.get(task, settings=cfg.parse_overrides(task_settings))
         seqs = t.read_samples(samples)
+        if len(seqs) < 2:
+            fail(f"--samples {samples}: holds {len(seqs)} sequence; the metrics need at least 2 (diversity "
+                 f"compares pairs)")
         result = t.evaluate(seqs, likelihood_samples=likelihood_samples or None)
         if per_sequence:
             write_table(per_sequence, t.per_sequence(seqs, likelihood_samples=likelihood_samples or None))
@@ -246,6 +291,7 @@ def finetune(
     config_file: Optional[Path] = CONFIG_OPT,
     overrides: list[str] = SET_OPT,
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the interrupted run in this folder"),
+    trust_checkpoint: bool = TRUST_OPT,
 ):
     """Fine-tune the task's pretrained model against its training reward (default method: VIDD)."""
     with user_errors():
@@ -259,7 +305,7 @@ def finetune(
             fail("give --out RUN (a new run folder) or --resume RUN")
         else:
             config = finetune_config(t, preset, *layers(config_file, overrides))
-        run = build_run(t, config, out, resume=resume is not None, log=typer.echo)
+        run = build_run(t, config, out, resume=resume is not None, log=typer.echo, trust_checkpoint=trust_checkpoint)
         run.execute()
     if run.folder and run.main:
         typer.echo(f"run folder: {out}  (final metrics in {run.folder.final_eval_file}, curves in "
@@ -278,18 +324,52 @@ def report(run: Path = typer.Argument(..., help="a fine-tuning run folder (finis
 @app.command("model-report")
 def model_report(
     task: str = typer.Option(..., "--task", help="task name"),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="model file (default: the task's pretrained model)"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="model folder or run folder (default: the task's pretrained model)"),
     samples: int = typer.Option(1000, "--samples", help="samples drawn for the sample statistics"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the report as JSON here"),
     device: str = typer.Option("cpu", "--device", help="torch device that samples and scores (e.g. cuda)"),
+    trust_checkpoint: bool = TRUST_OPT,
 ):
-    """Held-out quality of a pretrained model: test ELBO against a Markov baseline, sample statistics."""
+    """Held-out quality of a model and its provenance: test ELBO against a Markov baseline, sample statistics,
+    and what the model is (for a fine-tuned model: its base model's hash, task, method, config, iteration,
+    reward calls, vidd version)."""
     with user_errors():
+        if samples < 2:
+            fail(f"--samples: must be >= 2 (diversity compares pairs), got {samples}")
+        check_available(device, "--device")
+        if json_out is not None:
+            check_output_file(json_out, "--json", overwrite=True)
         t = Task.get(task)
-        report = t.model_report(_resolve_model(t, checkpoint).eval().to(device), n_samples=samples)
+        model = _resolve_model(t, checkpoint, trust_checkpoint).eval().to(device)
+        report = {**t.model_report(model, n_samples=samples), "provenance": model.metadata}
     typer.echo(json.dumps(report, indent=2))
     if json_out:
         write_json(json_out, report)
+
+
+@app.command("convert-checkpoint")
+def convert_checkpoint(
+    old: Path = typer.Argument(..., help="a vidd 0.1 pickled `.pt` model, oracle or run checkpoint"),
+    new: Path = typer.Argument(..., help="the model folder to write (config.json + model.safetensors)"),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="required: converting unpickles OLD, "
+                                          "which can run code hidden in it; only for files you trust"),
+):
+    """Convert a vidd 0.1 pickled `.pt` model or oracle, once, into a model folder that loads safely."""
+    with user_errors():
+        if not trust_checkpoint:
+            fail(f"converting {old} unpickles it, which can run code hidden in the file; pass --trust-checkpoint "
+                 f"only if you trust where it came from")
+        if new.exists():
+            fail(f"{new}: exists; give a new folder")
+        payload = load_trusted(old)
+        if not isinstance(payload, dict):
+            fail(f"{old}: not a vidd model or oracle (holds a {type(payload).__name__})")
+        if payload.get("format") == oracle.LEGACY_FORMAT:
+            oracle.save_classifier(oracle.classifier_from_state(payload, str(old)), new)
+        else:
+            model = MaskedDiffusion.from_state(payload.get("model", payload), where=str(old))
+            model.save_pretrained(new)
+    typer.echo(f"wrote {new}")
 
 
 @app.command()
@@ -309,8 +389,9 @@ def bench(
         names = [m.strip() for m in methods.split(",") if m.strip()]
         for m in names:
             method_kind(m)
-        if budget < 1 or seeds < 1 or samples < 1:
-            fail("--budget, --seeds and --samples must be >= 1")
+        if budget < 1 or seeds < 1 or samples < 2:
+            fail(f"--budget and --seeds must be >= 1, --samples >= 2 (diversity compares pairs); got {budget}, "
+                 f"{seeds}, {samples}")
         plan = BenchPlan(task, names, budget, seeds, samples, preset, cfg.parse_overrides(overrides))
         Task.get(task).preset(preset)  # an unknown preset fails before any run starts
         run_bench(plan, out, log=typer.echo)

@@ -7,21 +7,27 @@ method < the user's layers); `build_run` binds a task, a config and a run folder
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from vidd.core import config as cfg
-from vidd.core.config import ConfigError
+from vidd.core.config import ConfigError, to_dict
+from vidd.core.devices import check_available
 from vidd.core.runfolder import RunFolder
+from vidd.diffusion.masked import MaskedDiffusion
 from vidd.eval.report import write_report
+from vidd.rewards.base import as_reward
 from vidd.rewards.executors import served_reward
 from vidd.tasks.base import Task
 from vidd.tasks.custom import CustomTask
 from vidd.training import FinetuneConfig, FinetuneResult, Trainer
 from vidd.training.callbacks import Callback
-from vidd.training.trackers import trackers
+from vidd.training.distributed import process_rank, world_size
 from vidd.training.objectives import Method
+from vidd.training.objectives.drakes import differentiable_reward
+from vidd.training.trackers import trackers
 
 
 def finetune_config(task: Task, preset: str | None = None, *layers: dict) -> FinetuneConfig:
@@ -55,40 +61,105 @@ def upgrade_config(data: dict) -> dict:
 class Run:
     task: Task
     config: FinetuneConfig
+    #: the model fine-tuned (the task's pretrained model, loaded once by `build_run`)
+    model: MaskedDiffusion
     folder: RunFolder | None = None
     resume: bool = False
     log: Callable = print
+    #: on resume: the checkpoint's iteration and the settings changed ({field: [old, new]})
+    start_iteration: int = 0
+    changes: dict = field(default_factory=dict)
     callbacks: list[Callback] = field(default_factory=list)
     #: False on the other processes of a data-parallel run, once executed
     main: bool = True
 
     def execute(self) -> FinetuneResult:
-        """Train, evaluate and (with a folder, on the main process) write the report."""
+        """Train, evaluate and (with a folder, on the main process) write the report. The main process holds
+        the run folder's lock throughout."""
         task = self.task
-        executor = self.config.reward.executor
-        factory = task.training_reward if executor.kind == "inline" else task.training_reward_factory()
-        with served_reward(factory, executor) as reward:
-            trainer = Trainer(self.config, task.pretrained_model(), reward, task.evaluation_reward, self.folder,
-                              final_evaluator=task.evaluate, log=self.log, samples=task, callbacks=self.callbacks,
-                              final_table=task.per_sequence)
-            result = trainer.run(resume=self.resume)
-        self.main = trainer.group.main
-        if self.folder and self.main:
-            write_report(self.folder)
+        writes = self.folder is not None and process_rank() == 0
+        with self.folder.lock() if writes else nullcontext():
+            if writes:
+                self._open_folder()
+            executor = self.config.reward.executor
+            factory = task.training_reward if executor.kind == "inline" else task.training_reward_factory()
+            with served_reward(factory, executor) as reward:
+                trainer = Trainer(self.config, self.model, reward, task.evaluation_reward, self.folder,
+                                  final_evaluator=task.evaluate, log=self.log, samples=task, task=task.name,
+                                  callbacks=self.callbacks, final_table=task.per_sequence)
+                result = trainer.run(resume=self.resume)
+            self.main = trainer.group.main
+            if writes:
+                self.folder.mark_finished()
+                write_report(self.folder)
         return result
+
+    def _open_folder(self) -> None:
+        config = to_dict(self.config)
+        if self.resume:
+            self.folder.reopen(config, self.changes, self.start_iteration)
+            if self.changes:
+                self.log("resume: changed " + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in
+                                                         self.changes.items()) +
+                         f" from iteration {self.start_iteration} (recorded in {self.folder.history_file.name})")
+        else:
+            self.folder.create(config)
 
 
 def build_run(task: Task, config: FinetuneConfig, out: str | Path | None = None, resume: bool = False,
-              log: Callable = print, callbacks: list[Callback] = ()) -> Run:
-    """A run of `config` on `task`, written to the run folder `out` (None: nothing written); the trackers of
-    `config.report_to` and `callbacks` watch it (vidd.training.callbacks)."""
+              log: Callable = print, trust_checkpoint: bool = False, callbacks: list[Callback] = ()) -> Run:
+    """A run of `config` on `task`, written to the run folder `out` (None: nothing written), validated whole
+    before it starts (`validate_run`); the trackers of `config.report_to` and `callbacks` watch it
+    (vidd.training.callbacks). `trust_checkpoint`: resume from a vidd 0.1 checkpoint without a content hash
+    (read by full unpickling, which can run code in it)."""
     if resume and out is None:
         raise ConfigError("resume: needs the run folder")
     task = task.configured(config.reward.terms, config.task)
-    folder = RunFolder(out) if out is not None else None
+    folder = RunFolder(out, trust_checkpoint) if out is not None else None
+    model, start, changes = validate_run(task, config, folder, resume)
     tracking = trackers(config.report_to, {"task": task.name, **cfg.to_dict(config)}, folder,
                         folder.path.name if folder else task.name)
-    return Run(task, config, folder, resume, log, [*tracking, *callbacks])
+    return Run(task, config, model, folder, resume, log, start, changes, [*tracking, *callbacks])
+
+
+def validate_run(task: Task, config: FinetuneConfig, folder: RunFolder | None = None,
+                 resume: bool = False) -> tuple[MaskedDiffusion, int, dict]:
+    """Everything a run needs, checked before any work starts and without writing anything: the device, the
+    run folder, the task's model, the method against the model and the reward, and on resume the checkpoint
+    (read safely, intact, of this task and this model) and the settings changed (only those a resumed run may
+    change). Returns the model (loaded once), the iteration the run continues from and the changes."""
+    check_available(config.device)
+    config.check_world(world_size())
+    if folder is not None:
+        folder.check_writable()
+        if not resume:
+            folder.check_new()
+    model = task.pretrained_model()
+    task.check_model(model, "the model")
+    method = Method.lookup(config.method.name)
+    if method.differentiates_samples:
+        if not model.backbone.takes_relaxed_input:
+            raise ConfigError(f"method {method.name} back-propagates through relaxed one-hot samples; the model's "
+                              f"{model.backbone.kind!r} backbone takes token ids only")
+        if config.reward.executor.kind != "inline":
+            raise ConfigError(f"method {method.name} needs a differentiable reward called in this process: "
+                              f"reward.executor.kind must be inline, got {config.reward.executor.kind!r}")
+        differentiable_reward(as_reward(task.training_reward()))
+    if folder is None or not resume:
+        return model, 0, {}
+    state = folder.load_checkpoint()
+    where = str(folder.last_checkpoint)
+    saved = MaskedDiffusion.from_state(state["model"], where=where)
+    task.check_model(saved, where)
+    origin = saved.metadata
+    if origin.get("task") and origin["task"] != task.name:
+        raise ConfigError(f"--resume: {folder.path} is a run of task {origin['task']!r}, not of {task.name!r}")
+    base, this = origin.get("base_model", {}).get("sha256"), model.weights_sha256()
+    if base and base != this:
+        raise ConfigError(f"--resume: {folder.path} was started from another model (weights sha256 {base[:12]}...) "
+                          f"than this run's ({this[:12]}...)")
+    stored = cfg.build(FinetuneConfig, upgrade_config(folder.read_config()), where=str(folder.config_file))
+    return model, state["iteration"], config.resume_changes(stored)
 
 
 def resume_config(folder: RunFolder, *layers: dict) -> FinetuneConfig:
@@ -100,6 +171,9 @@ def finetune(model, reward, config: FinetuneConfig | None = None, *, eval_reward
              out: str | Path | None = None, resume: bool = False, log: Callable = print) -> FinetuneResult:
     """Fine-tune any masked diffusion model against any reward (a Reward or a plain callable
     `list[str] -> floats`). Returns the fine-tuned student and the per-iteration metrics. Under torchrun
-    (WORLD_SIZE > 1) the run is data-parallel (docs/scaling.md) and every process returns the same result."""
+    (WORLD_SIZE > 1) the run is data-parallel (docs/scaling.md) and every process returns the same result.
+    `resume=True` continues the run in `out` (with its own config unless `config` is given)."""
     task = CustomTask(model, reward, eval_reward)
-    return build_run(task, config or FinetuneConfig(), out, resume, log).execute()
+    if config is None:
+        config = resume_config(RunFolder(out)) if resume and out is not None else FinetuneConfig()
+    return build_run(task, config, out, resume, log).execute()

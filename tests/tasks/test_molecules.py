@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from support.assets import write_manifest
 
 pytest.importorskip("rdkit", reason="small molecules need the [chem] extra: pip install 'vidd[chem]'")
 pytest.importorskip("selfies", reason="small molecules need the [chem] extra: pip install 'vidd[chem]'")
@@ -179,8 +180,9 @@ def tiny_moses(tmp_path, monkeypatch, alphabet):
     folder = tmp_path / "assets" / "moses"
     folder.mkdir(parents=True)
     torch.manual_seed(0)
-    ModelConfig(backbone="transformer", hidden=16, layers=1, heads=2).build(alphabet, 56).save(
-        folder / "pretrained.pt")
+    ModelConfig(backbone="transformer", hidden=16, layers=1, heads=2).build(alphabet, 56).save_pretrained(
+        folder / "pretrained")
+    write_manifest(tmp_path / "assets", "moses/pretrained")
     monkeypatch.setenv("VIDD_ASSETS", str(tmp_path / "assets"))
     ref_smiles = tuple(canonical_smiles(s) for s in DRUGS.values())
     reference = (ref_smiles, property_table([mol_from_smiles(s) for s in ref_smiles]))
@@ -256,7 +258,7 @@ def test_committed_moses_model_samples_valid_diverse_molecules():
     """The embedded default: a SELFIES model whose samples decode to distinct, mostly drug-like molecules."""
     from vidd.tasks import Task, assets_dir
 
-    if not (assets_dir() / "moses" / "pretrained.pt").is_file():
+    if not (assets_dir() / "moses" / "pretrained").is_dir():
         pytest.skip("the committed moses asset is not in this checkout")
     task = Task.get("moses-qed")
     model = task.pretrained_model()

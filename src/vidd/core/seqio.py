@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import csv
 import numbers
+import io
 from pathlib import Path
 
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
 from vidd.core.alphabets import Alphabet, SequenceError
 from vidd.core.atomic import atomic_open
+from vidd.core.errors import read_text
 
 
 def read_fasta(path: str | Path) -> list[tuple[str, str]]:
@@ -18,15 +20,13 @@ def read_fasta(path: str | Path) -> list[tuple[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise SequenceError(f"{path}: file not found")
-    with open(path) as f:
-        text = f.read()
+    text = read_text(path, "FASTA", SequenceError)
     first = next((line for line in text.splitlines() if line.strip()), None)
     if first is None:
         raise SequenceError(f"{path}: the file is empty")
     if not first.startswith(">"):
         raise SequenceError(f"{path}: not FASTA (the first line must start with '>', got {first[:40]!r})")
-    with open(path) as f:
-        records = [(h, s.replace(" ", "").upper()) for h, s in SimpleFastaParser(f)]
+    records = [(h, s.replace(" ", "").upper()) for h, s in SimpleFastaParser(io.StringIO(text))]
     for i, (header, seq) in enumerate(records, start=1):
         if not seq:
             raise SequenceError(f"{path}: record {i} ({header!r}) has an empty sequence")

@@ -18,18 +18,17 @@ import torch
 from torch import nn
 
 from vidd.core.alphabets import Alphabet
-from vidd.core.atomic import atomic_torch_save
-from vidd.core.errors import UserError
+from vidd.core.safefiles import CheckpointError, load_state, read_folder, weights_sha256, write_folder
+from vidd.core.version import __version__
 from vidd.diffusion.backbones import Backbone
 from vidd.diffusion.schedule import LogLinearSchedule, NoiseSchedule
 
-CHECKPOINT_FORMAT = "vidd-masked-diffusion-1"
+#: `format` of a model folder's config.json and of the model in a run checkpoint
+MODEL_FORMAT = "vidd-masked-diffusion-2"
+#: `format` of vidd 0.1's pickled `.pt` models (read only when trusted)
+LEGACY_FORMAT = "vidd-masked-diffusion-1"
 #: modules defining vidd's other chains, imported when a checkpoint names one
 BUILTIN_CHAINS = {"order-agnostic": "vidd.diffusion.order_agnostic"}
-
-
-class CheckpointError(UserError, ValueError):
-    """A file that is not a usable vidd model checkpoint."""
 
 
 @dataclass
@@ -263,8 +262,9 @@ class MaskedDiffusion(nn.Module):
 
     # ------------------------------------------------------------ persistence
     def spec(self) -> dict:
+        """What the model is, without its weights (a model folder's config.json)."""
         return {
-            "format": CHECKPOINT_FORMAT,
+            "format": MODEL_FORMAT,
             "chain": self.chain,
             "alphabet": self.alphabet.to_dict(),
             "length": self.length,
@@ -273,22 +273,43 @@ class MaskedDiffusion(nn.Module):
             "metadata": self.metadata,
         }
 
-    def save(self, path: str | Path) -> None:
-        atomic_torch_save({**self.spec(), "state_dict": self.state_dict()}, path)
+    def weights_sha256(self) -> str:
+        """The sha256 of this model's weights (of the model.safetensors `save_pretrained` writes)."""
+        return weights_sha256(self.state_dict())
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """A model folder at `path`: config.json (the spec, the writer's vidd version, the weights' sha256)
+        and model.safetensors; an existing folder there is replaced at once."""
+        write_folder(path, {**self.spec(), "vidd_version": __version__}, self.state_dict())
 
     @classmethod
-    def from_checkpoint(cls, payload: dict) -> MaskedDiffusion:
-        if payload.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"not a vidd masked-diffusion checkpoint (format {payload.get('format')!r})")
+    def from_pretrained(cls, path: str | Path) -> MaskedDiffusion:
+        """The model of a folder written by `save_pretrained` (its weights checked against their sha256)."""
+        config, tensors = read_folder(path)
+        return cls.from_state({**config, "state_dict": tensors}, where=str(path))
+
+    @classmethod
+    def from_state(cls, payload: dict, where: str = "checkpoint") -> MaskedDiffusion:
+        """The model a spec with its `state_dict` describes (a model folder's contents, the `model` entry of
+        a run checkpoint, or a vidd 0.1 `.pt` payload)."""
+        if payload.get("format") not in (MODEL_FORMAT, LEGACY_FORMAT):
+            raise CheckpointError(f"{where}: not a vidd masked-diffusion model (format {payload.get('format')!r})")
         chain = payload.get("chain", "masked")
         if chain not in MaskedDiffusion.chains and chain in BUILTIN_CHAINS:
             importlib.import_module(BUILTIN_CHAINS[chain])  # registers the chain
         if chain not in MaskedDiffusion.chains:
-            raise CheckpointError(f"unknown chain {chain!r} (known: {sorted(MaskedDiffusion.chains)}); a model class "
-                                  f"defined outside vidd must be imported before its checkpoints are loaded")
-        model = MaskedDiffusion.chains[chain].from_spec(payload)
+            raise CheckpointError(f"{where}: unknown chain {chain!r} (known: {sorted(MaskedDiffusion.chains)}); a "
+                                  f"model class defined outside vidd must be imported before its models are loaded")
+        try:
+            model = MaskedDiffusion.chains[chain].from_spec(payload)
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{where}: the model's config is incomplete or invalid ({type(e).__name__}: "
+                                  f"{e})") from e
         model.metadata = payload.get("metadata", {})
-        model.load_state_dict(payload["state_dict"])
+        try:
+            model.load_state_dict(payload["state_dict"])
+        except RuntimeError as e:
+            raise CheckpointError(f"{where}: the weights do not match the model's config: {e}") from e
         return model
 
     @classmethod
@@ -298,19 +319,19 @@ class MaskedDiffusion(nn.Module):
                    NoiseSchedule.from_dict(spec["schedule"]))
 
     @classmethod
-    def load(cls, path: str | Path, map_location="cpu") -> MaskedDiffusion:
+    def load(cls, path: str | Path, map_location="cpu", trust: bool = False) -> MaskedDiffusion:
+        """A model folder, or the model in a run checkpoint (`last.pt`, read safely and checked against its
+        hash). A vidd 0.1 `.pt` model, which only full unpickling reads, needs trust=True (the CLI's
+        --trust-checkpoint): unpickling a file can run code in it."""
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"model checkpoint not found: {path}")
-        try:
-            payload = torch.load(path, map_location=map_location, weights_only=False)
-        except Exception as e:
-            raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from e
+        if path.is_dir():
+            return cls.from_pretrained(path).to(map_location)
+        payload = load_state(path, map_location, trust=trust)
         if not isinstance(payload, dict):
-            raise CheckpointError(f"{path}: not a vidd masked-diffusion checkpoint (holds a {type(payload).__name__})")
-        if "model" in payload and "format" not in payload:
-            payload = payload["model"]  # a trainer checkpoint holding a model
-        return cls.from_checkpoint(payload)
+            raise CheckpointError(f"{path}: not a vidd masked-diffusion model (holds a {type(payload).__name__})")
+        if "model" in payload:
+            payload = payload["model"]  # a run checkpoint holding the model
+        return cls.from_state(payload, where=str(path))
 
 
 MaskedDiffusion.chains[MaskedDiffusion.chain] = MaskedDiffusion

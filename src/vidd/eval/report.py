@@ -84,7 +84,7 @@ def write_report(folder: RunFolder) -> Path:
     config = folder.config_file.read_text() if folder.config_file.is_file() else ""
     run = folder.path
     last = rows[-1]
-    status = ("finished" if final is not None else
+    status = ("finished" if final is not None and not folder.in_progress() else
               f"in progress or interrupted after iteration {last['iteration']} (resume with --resume)")
     latest = [(k, last[k]) for k in ("iteration", "reward_calls", "reward_failures", "wall_seconds")
               if k in last]
@@ -104,8 +104,13 @@ def write_report(folder: RunFolder) -> Path:
     if latest_eval:
         parts += [f"<h2>Last evaluation (iteration {latest_eval['iteration']})</h2>",
                   _table((k, v) for k, v in latest_eval.items() if k.startswith("eval_"))]
-    parts += ["<h2>Configuration (config.yaml)</h2>", f"<pre>{html.escape(config)}</pre>",
-              "<p>Every metric is defined in vidd's docs/metrics.md.</p></body></html>"]
+    parts += ["<h2>Configuration (config.yaml)</h2>", f"<pre>{html.escape(config)}</pre>"]
+    history = [(f"from iteration {h['iteration']}",
+                ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in h["changes"].items()))
+               for h in folder.read_history()]
+    if history:
+        parts += ["<h2>Settings changed on resume (config_history.jsonl)</h2>", _table(history)]
+    parts += ["<p>Every metric is defined in vidd's docs/metrics.md.</p></body></html>"]
     out = folder.report_file
     with atomic_open(out) as f:
         f.write("\n".join(parts))

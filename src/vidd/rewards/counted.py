@@ -7,6 +7,7 @@ reward is counted; repeated sequences are answered from the cache for free.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from vidd.core.config import option
+from vidd.core.config import ConfigError, option
 from vidd.core.errors import UserError
 from vidd.rewards.base import Reward, WeightedSum, as_reward
 from vidd.rewards.executors import ExecutorConfig
@@ -34,12 +35,24 @@ class RewardPolicy:
         "error", "what a NaN/inf value or an exception from the reward becomes: stop with an error, "
                  "or the `penalty` value (logged and counted as failures)")
     penalty: float = option(-10.0, "value given to failed sequences when on_failure = penalty")
+    max_failure_fraction: float = option(
+        0.5, "with on_failure = penalty: end the run with an error once more than this fraction of the sequences "
+             "scored failed (a reward that fails everywhere trains on a constant); 1: never")
     terms: dict = option(
         {}, "weights of the task's named reward terms, e.g. {developability: 1, naturalness: 1, igfold: 1} for "
             "antibody-cdrh3 (empty: the task's default training reward)")
     executor: ExecutorConfig = option(
         ExecutorConfig(), "where a task's training reward runs (`vidd finetune`, `vidd bench`): inline, or "
                           "batched on a serial / process-pool / Ray executor with retries and timeouts")
+
+    def validate(self):
+        if self.budget < 0:
+            raise ConfigError(f"budget: must be >= 0 (0: no budget), got {self.budget}")
+        if not math.isfinite(self.penalty):
+            raise ConfigError(f"penalty: must be a finite number, got {self.penalty}")
+        if not 0 < self.max_failure_fraction <= 1:
+            raise ConfigError(f"max_failure_fraction: must lie in (0, 1] (1: never stop), got "
+                              f"{self.max_failure_fraction}")
 
 
 class CountedReward:
@@ -64,6 +77,16 @@ class CountedReward:
     @property
     def exhausted(self) -> bool:
         return self.policy.budget > 0 and self.calls >= self.policy.budget
+
+    def check_failures(self) -> None:
+        """Stop (RewardFailure) once more than `policy.max_failure_fraction` of the sequences scored failed."""
+        scored = self.calls + self.monitor_calls
+        if scored and self.failures > self.policy.max_failure_fraction * scored:
+            raise RewardFailure(
+                f"reward {self.name!r} failed on {self.failures} of the {scored} sequences scored "
+                f"({self.failures / scored:.0%}), more than reward.max_failure_fraction = "
+                f"{self.policy.max_failure_fraction:g}: the run would train on penalties; fix the reward (its "
+                f"failures are logged) or raise reward.max_failure_fraction")
 
     def __call__(self, seqs: list[str]) -> np.ndarray:
         with self._lock:

@@ -44,6 +44,7 @@ class AntibodyCDRH3(Task):
     name = "antibody-cdrh3"
     antibody_name = "trastuzumab"
     alphabet = PROTEIN
+    chain = "order-agnostic"
     presets_dir = PRESETS_DIR / "antibody-cdrh3"  # every antibody-cdrh3-NAME task shares them
     reward_terms = {"developability": 1.0, "naturalness": 1.0, "igfold": 0.0, "beta_strand": 0.0}
     table_metrics = ("reward_median", "developability_median", "naturalness_median", "predicted_error_median",

@@ -30,6 +30,8 @@ from vidd.core import config as cfg
 from vidd.core import plugins
 from vidd.core.config import ConfigError, load_yaml
 from vidd.core.errors import UserError
+from vidd.core.manifest import verify_asset
+from vidd.data.fetch import cache_dir
 from vidd.eval.samples import SampleFormat
 from vidd.core.alphabets import Alphabet
 from vidd.core.seqio import read_sequences
@@ -52,6 +54,14 @@ def assets_dir() -> Path:
     return Path(env) if env else PACKAGE_ASSETS
 
 
+def asset(relative: str) -> Path:
+    """The committed asset (a file or a model folder) at `relative` under `assets_dir()`, verified against
+    src/vidd/assets/MANIFEST.json (each file version once: the result is cached in $VIDD_CACHE)."""
+    path = assets_dir() / relative
+    verify_asset(path, assets_dir(), cache_dir() / "verified-assets.json")
+    return path
+
+
 class Task(SampleFormat):
     name: str = ""
     alphabet: Alphabet
@@ -70,6 +80,8 @@ class Task(SampleFormat):
     Settings: type = NoSettings
     #: denoising steps of the chain whose ELBO is the per-sequence log-likelihood (`per_sequence`)
     likelihood_steps: int = 32
+    #: the reverse chain of the task's models (`MaskedDiffusion.chain`)
+    chain: str = "masked"
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -145,6 +157,18 @@ class Task(SampleFormat):
         """The task's default masked diffusion model."""
         raise NotImplementedError
 
+    def check_model(self, model, where: str) -> None:
+        """A UserError unless `model` generates this task's sequences: the same alphabet, length and chain."""
+        def shape(alphabet, length, chain) -> str:
+            pad = f", padding {alphabet.pad}" if alphabet.pad else ""
+            return f"{alphabet.name} ({alphabet.size} letters{pad}), length {length}, chain {chain}"
+
+        theirs = shape(model.alphabet, model.length, model.chain)
+        needed = shape(self.alphabet, self.length, self.chain)
+        if (model.alphabet.letters, model.alphabet.pad) != (self.alphabet.letters, self.alphabet.pad) or \
+                theirs != needed:
+            raise UserError(f"{where} does not fit task {self.name!r}: the model is {theirs}; the task needs {needed}")
+
     @cached_property
     def likelihood_model(self):
         """The pretrained model that scores naturalness, loaded once per task object."""
@@ -152,7 +176,11 @@ class Task(SampleFormat):
 
     def log_likelihood(self, seqs: list[str], steps: int, samples: int | None, seed: int = 0,
                        batch_size: int = 256) -> np.ndarray:
-        """ELBO of the `steps`-step chain under the pretrained model (nats; `samples` Monte Carlo steps)."""
+        """ELBO of the `steps`-step chain under the pretrained model (nats; `samples` Monte Carlo steps, None:
+        every step)."""
+        if samples is not None and not 1 <= samples <= steps:
+            raise UserError(f"likelihood samples: must lie between 1 and the chain's {steps} steps (0 on the "
+                            f"command line: every step), got {samples}")
         tokens = self.alphabet.encode(seqs, self.length)
         with torch.no_grad():
             return self.likelihood_model.elbo(tokens, steps, samples=samples, batch_size=batch_size,

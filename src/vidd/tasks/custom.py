@@ -20,6 +20,7 @@ class CustomTask(Task):
         self.model = model
         self.alphabet = model.alphabet
         self.length = model.length
+        self.chain = model.chain
         self.reward = reward
         self.evaluation_reward = as_reward(evaluation_reward) if evaluation_reward is not None else None
 

@@ -21,7 +21,7 @@ from vidd.eval import metrics
 from vidd.eval.markov import MarkovChain
 from vidd.rewards.motifs import MotifScanner
 from vidd.rewards.oracle import CellTypeOracleReward
-from vidd.tasks.base import Task, assets_dir
+from vidd.tasks.base import Task, asset
 
 class DHSHepG2(Task):
     name = "dhs-hepg2"
@@ -36,15 +36,11 @@ class DHSHepG2(Task):
         data = load_dhs()
         return data["train"].sequences, data["valid"].sequences
 
-    @property
-    def folder(self):
-        return assets_dir() / self.name
-
     def pretrained_model(self) -> MaskedDiffusion:
-        return MaskedDiffusion.load(self.folder / "pretrained.pt")
+        return MaskedDiffusion.from_pretrained(asset(f"{self.name}/pretrained"))
 
     def _oracle(self, which: str):
-        return CellTypeOracleReward(self.folder / f"oracle-{which}.pt", target="HepG2")
+        return CellTypeOracleReward(asset(f"{self.name}/oracle-{which}"), target="HepG2")
 
     def training_reward(self):
         """HepG2 log-odds of the training oracle."""

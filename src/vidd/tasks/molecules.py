@@ -21,22 +21,19 @@ from vidd.diffusion.masked import MaskedDiffusion
 from vidd.eval.metrics import finite_median
 from vidd.rewards.chem import DockingConfig, DockingReward, QEDReward
 from vidd.rewards.executors import ExecutorConfig, ParallelReward
-from vidd.tasks.base import Task, assets_dir
+from vidd.tasks.base import Task, asset
 
 #: MOSES molecules the pretrained model saw (a seeded subset; see docs/tasks/molecules.md)
 PRETRAIN_MOLECULES = 200_000
 VALID_MOLECULES = 2_000
 #: SELFIES positions; longer molecules are left out of pretraining (none in the subset)
 MAX_TOKENS = 56
+PRETRAINED = "moses/pretrained"  # the model folder under assets/
 
 class MoleculeTask(Task):
     length = MAX_TOKENS
     sample_suffix = ".smi"
     tradeoff_metrics = ("int_div", "nll_median")
-
-    @property
-    def folder(self):
-        return assets_dir() / "moses"
 
     def _corpus(self) -> tuple[list[str], list[str]]:
         sf = require("selfies")
@@ -50,14 +47,14 @@ class MoleculeTask(Task):
         return selfies_alphabet(train)
 
     def pretrained_model(self):
-        return MaskedDiffusion.load(self.folder / "pretrained.pt")
+        return MaskedDiffusion.from_pretrained(asset(PRETRAINED))
 
     @cached_property
     def alphabet(self):
         """The pretrained model's SELFIES vocabulary (plus the `[nop]` padding token)."""
         alphabet = self.likelihood_model.alphabet
         if alphabet.pad != PAD:
-            raise ValueError(f"{self.folder / 'pretrained.pt'} is not a SELFIES model (pad {alphabet.pad!r})")
+            raise ValueError(f"{asset(PRETRAINED)} is not a SELFIES model (pad {alphabet.pad!r})")
         return alphabet
 
     # ------------------------------------------------------------ samples

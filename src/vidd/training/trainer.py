@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from vidd.core.config import to_dict
 from vidd.core.runfolder import RunFolder
+from vidd.core.version import __version__
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.eval.metrics import finite_median
 from vidd.eval.samples import SampleFormat, sample_scores
@@ -56,8 +57,9 @@ class Trainer:
                  eval_reward: Reward | None = None, folder: RunFolder | None = None,
                  final_evaluator: Callable[[list[str]], dict] | None = None, log=print,
                  samples: SampleFormat | None = None, callbacks: list[Callback] = (),
-                 final_table: Callable[[list[str], CountedReward], dict] | None = None):
+                 final_table: Callable[[list[str], CountedReward], dict] | None = None, task: str = ""):
         self.config = config
+        self.task = task  # recorded in the fine-tuned model's provenance
         config.check_world(world_size())
         self.group = ProcessGroup.join(config.distributed_backend, config.device)
         self.device = self.group.device
@@ -73,6 +75,7 @@ class Trainer:
         self.group.broadcast_module(pretrained)  # every process starts from the main process's weights
         for p in pretrained.parameters():
             p.requires_grad_(False)
+        self.base_model = {"sha256": pretrained.weights_sha256(), "metadata": pretrained.metadata}
         student = copy.deepcopy(pretrained)
         for p in student.parameters():
             p.requires_grad_(True)
@@ -97,10 +100,8 @@ class Trainer:
 
     def _run(self, resume: bool) -> FinetuneResult:
         cfg, ctx, group = self.config, self.ctx, self.group
-        if self.folder:
-            group.on_main(lambda: self._prepare_folder(resume))
-            if resume:
-                self._resume()
+        if self.folder and resume:
+            self._resume()
         self.log("derived: " + ", ".join(f"{k} = {v}" for k, v in cfg.derived(group.world).items()))
         total = None if cfg.reward.budget else cfg.iterations  # a budget ends the run at an unknown iteration
         bar = tqdm(total=total, initial=ctx.iteration, desc=f"finetune {cfg.method.name}", mininterval=1.0,
@@ -127,6 +128,7 @@ class Trainer:
                 checkpoint = ctx.iteration % cfg.checkpoint_every == 0 or last
                 group.on_main(lambda: self._write_iteration(row, checkpoint))
             self._notify("on_iteration_end", row)
+            group.on_main(ctx.reward.check_failures)  # every process stops when the main one does
             bar.update(1)
             bar.set_postfix({k: f"{row[v]:.3g}" for k, v in (
                 ("reward", "reward_median"), ("eval", "eval_reward_median"), ("div", "eval_diversity"),
@@ -134,6 +136,7 @@ class Trainer:
         bar.close()
         if ctx.reward.exhausted:
             self.log(f"stopped: reward budget of {cfg.reward.budget} calls reached after {ctx.iteration} iterations")
+        ctx.student.metadata = self.provenance()
         result = FinetuneResult(ctx.student, self.metrics, self.folder.path if self.folder else None, ctx.reward.calls)
         if self.folder:
             group.on_main(self._finish)
@@ -247,7 +250,7 @@ class Trainer:
         return float(total.mean())
 
     def _finish(self) -> None:
-        self.ctx.student.save(self.folder.student_checkpoint)
+        self.ctx.student.save_pretrained(self.folder.student_checkpoint)
         self._final_eval()
 
     def _final_eval(self) -> None:
@@ -269,12 +272,13 @@ class Trainer:
         self.folder.write_final_eval(report)
 
     # ----------------------------------------------------- run folder / resume
-    def _prepare_folder(self, resume: bool) -> None:
-        """Main process: check the folder (resume) or create it (new run)."""
-        if resume:
-            self.folder.check_resumable()
-        else:
-            self.folder.create(to_dict(self.config))
+    def provenance(self) -> dict:
+        """What the student is (its metadata in checkpoints and in the fine-tuned model): the base model (the
+        sha256 of its weights and its own metadata), task, method, full config, iteration, reward calls and
+        vidd version."""
+        return {"base_model": self.base_model, "task": self.task, "method": self.config.method.name,
+                "config": to_dict(self.config), "iteration": self.ctx.iteration,
+                "reward_calls": self.ctx.reward.calls, "vidd_version": __version__}
 
     def _resume(self) -> None:
         """Every process: continue from the checkpoint; the main process drops metric rows past it."""
@@ -292,7 +296,7 @@ class Trainer:
     def _save_checkpoint(self) -> None:
         ctx = self.ctx
         self.folder.save_checkpoint({
-            "model": {**ctx.student.spec(), "state_dict": ctx.student.state_dict()},
+            "model": {**ctx.student.spec(), "metadata": self.provenance(), "state_dict": ctx.student.state_dict()},
             "rollout": ctx.rollout.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "iteration": ctx.iteration,

@@ -75,6 +75,9 @@ class Method:
     registry: dict[str, type["Method"]] = {}
     #: trains a model (False for inference-time methods such as Best-of-N)
     trains: bool = True
+    #: back-propagates the reward through relaxed one-hot samples: needs a DifferentiableReward called in this
+    #: process and a backbone that takes relaxed input (checked before a run starts)
+    differentiates_samples: bool = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
