@@ -117,7 +117,7 @@ def build_run(task: Task, config: FinetuneConfig, out: str | Path | None = None,
     task = task.configured(config.reward.terms, config.task)
     folder = RunFolder(out, trust_checkpoint) if out is not None else None
     model, start, changes = validate_run(task, config, folder, resume)
-    tracking = trackers(config.report_to, {"task": task.name, **cfg.to_dict(config)}, folder,
+    tracking = trackers(config.report_to, {**cfg.to_dict(config), "task_name": task.name}, folder,
                         folder.path.name if folder else task.name)
     return Run(task, config, model, folder, resume, log, start, changes, [*tracking, *callbacks])
 

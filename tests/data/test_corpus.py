@@ -28,7 +28,7 @@ def random_seqs(letters, lengths, seed=0):
 
 
 def samples(out, n=64):
-    model = MaskedDiffusion.load(out / "model.pt")
+    model = MaskedDiffusion.load(out / "model")
     return model, model.alphabet.decode(model.sample(n, 8, torch.Generator().manual_seed(0)))
 
 

@@ -35,4 +35,5 @@ def test_the_licence_audit_lists_every_asset_and_dependency():
         assert f"## Extra `[{extra}]`" in audit
     for path in assets_dir().rglob("*"):
         if path.is_file() and path.name != "MANIFEST.json":
-            assert f"`{path.name}`" in audit and f"`{path.relative_to(assets_dir()).parts[0]}/`" in audit
+            folder, *inside = path.relative_to(assets_dir()).parts
+            assert f"`{'/'.join(inside)}`" in audit and f"`{folder}/`" in audit

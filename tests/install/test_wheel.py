@@ -78,7 +78,8 @@ def test_files_come_from_the_installed_wheel(installed, elsewhere):
     probe = ("import json, vidd; from vidd.tasks import Task, assets_dir; t = Task.get('dhs-hepg2'); "
              "print(json.dumps({'vidd': vidd.__file__, 'assets': str(assets_dir()), "
              "'presets': str(t._preset_dir()), 'names': t.preset_names(), "
-             "'model': str(t.folder / 'pretrained.pt'), 'exists': (t.folder / 'pretrained.pt').is_file()}))")
+             "'model': str(assets_dir() / 'dhs-hepg2' / 'pretrained'), "
+             "'exists': (assets_dir() / 'dhs-hepg2' / 'pretrained' / 'model.safetensors').is_file()}))")
     where = json.loads(run([installed / "bin" / "python", "-c", probe], **elsewhere))
     site = installed.resolve()
     for key in ("vidd", "assets", "presets", "model"):

@@ -120,7 +120,8 @@ def test_missing_weights_name_the_variable_and_the_download_steps(tmp_path, tiny
 def test_the_cli_reports_missing_weights_in_one_line(tmp_path):
     r = CliRunner().invoke(app, ["finetune", "protein-ss", "--out", str(tmp_path / "run"), "--set", "iterations=1"])
     assert r.exit_code == 2
-    assert "ESMFold v1 (transformers EsmForProteinFolding, facebook/esmfold_v1) weights not configured" in r.output
+    # the prior is checked first (build_run loads the model before anything else); ESMFold's error has the same form
+    assert "EvoDiff OA-DM 38M checkpoint (oaar-38M.tar) weights not configured" in r.output and "VIDD_EVODIFF_OADM" in r.output
     assert "Traceback" not in r.output
 
 

@@ -67,7 +67,7 @@ def test_tensorboard_event_file_holds_every_metric_the_config_and_the_final_eval
     content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
     assert hparams["lr"].number_value == pytest.approx(0.003)
-    assert hparams["method.name"].string_value == "vidd" and hparams["task"].string_value == "custom"
+    assert hparams["method.name"].string_value == "vidd" and hparams["task_name"].string_value == "custom"
 
 
 @skip_unless("mlflow")

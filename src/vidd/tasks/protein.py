@@ -66,6 +66,7 @@ class ProteinDesign(Task):
     that do not depend on the reward."""
 
     alphabet = PROTEIN
+    chain = "order-agnostic"
     Settings = PriorSettings
 
     @property
