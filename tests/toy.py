@@ -114,38 +114,52 @@ def g_reward(seqs):
 
 
 class PositionTable(Backbone):
-    """Denoiser logits from a fixed (L, V) table, whatever the input state and time: a model whose
-    predictions p(x_0^l | x_t) = softmax(table[l]) at masked positions are known exactly."""
+    """Denoiser logits from a fixed (L, V) table, whatever the input state: a model whose predictions
+    p(x_0^l | x_t) = softmax(table[l]) at masked positions are known exactly. With a `tilt` (L, V) the logits
+    are table + t * tilt, a time-conditioned model."""
 
-    time_conditioned = False
-
-    def __init__(self, table: torch.Tensor):
+    def __init__(self, table: torch.Tensor, tilt: torch.Tensor | None = None):
         super().__init__()
         self.table = torch.nn.Parameter(torch.as_tensor(table, dtype=torch.float32).clone())
+        self.time_conditioned = tilt is not None
+        self.register_buffer("tilt", torch.zeros_like(self.table) if tilt is None else tilt.float().clone())
 
     def forward(self, tokens: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         b, length = tokens.shape[:2]
-        return self.table[:length].unsqueeze(0).expand(b, -1, -1)
+        logits = self.table[:length].unsqueeze(0).expand(b, -1, -1)
+        if self.time_conditioned:
+            logits = logits + t.float()[:, None, None] * self.tilt[:length]
+        return logits
 
 
-def table_model(length: int = 4, seed: int = 0, scale: float = 1.5) -> MaskedDiffusion:
+def table_model(length: int = 4, seed: int = 0, scale: float = 1.5, time_conditioned: bool = False) -> MaskedDiffusion:
     """A DNA model with a random position-wise logit table (PositionTable): distinct argmax letters per
-    position for different seeds, and a spread distribution to sample from."""
+    position for different seeds, and a spread distribution to sample from (optionally time-conditioned)."""
     from vidd.core.alphabets import DNA
 
-    table = scale * torch.randn(length, DNA.size, generator=torch.Generator().manual_seed(seed))
-    return MaskedDiffusion(PositionTable(table), DNA, length)
+    g = torch.Generator().manual_seed(seed)
+    table = scale * torch.randn(length, DNA.size, generator=g)
+    tilt = 4 * scale * torch.randn(length, DNA.size, generator=g) if time_conditioned else None
+    return MaskedDiffusion(PositionTable(table, tilt), DNA, length)
 
 
-def model_log_probs(model: MaskedDiffusion) -> torch.Tensor:
-    """log p(x_0^l = v) (L, V) of a `table_model`, computed from its table (not through `denoise`)."""
-    return torch.log_softmax(model.backbone.table.detach().double(), dim=-1)
+def model_log_probs(model: MaskedDiffusion, t: float | None = None) -> torch.Tensor:
+    """log p(x_0^l = v) (L, V) of a `table_model` (at time t if it is time-conditioned), computed from its table
+    (not through `denoise`)."""
+    logits = model.backbone.table.detach().double()
+    if model.backbone.time_conditioned:
+        logits = logits + float(t) * model.backbone.tilt.double()
+    return torch.log_softmax(logits, dim=-1)
 
 
-def fill_argmax(model: MaskedDiffusion, x: torch.Tensor) -> torch.Tensor:
-    """x with every masked position set to the table model's most likely letter there."""
-    best = model.backbone.table.detach().argmax(-1)
-    return torch.where(x == model.mask_index, best.expand_as(x), x)
+def fill_argmax(model: MaskedDiffusion, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+    """x with every masked position set to the table model's most likely letter there (at each row's time t
+    for a time-conditioned model)."""
+    if model.backbone.time_conditioned:
+        best = torch.stack([model_log_probs(model, float(ti)).argmax(-1) for ti in t])
+    else:
+        best = model.backbone.table.detach().argmax(-1).expand_as(x)
+    return torch.where(x == model.mask_index, best, x)
 
 
 def make_context(student, rollout=None, pretrained=None, reward=g_reward, steps: int = 4, seed: int = 0,

@@ -25,9 +25,9 @@ def hand_reward(seqs):
     return [float(sum(W[l, "ACGT".index(c)] for l, c in enumerate(s)) + ("GA" in s)) for s in seqs]
 
 
-def value_of(model, x: torch.Tensor) -> np.ndarray:
-    """r(x0_hat(x)) with x0_hat the model's most likely letter at every masked position."""
-    return np.array(hand_reward(DNA.decode(fill_argmax(model, x))))
+def value_of(model, x: torch.Tensor, t: torch.Tensor | None = None) -> np.ndarray:
+    """r(x0_hat(x)) with x0_hat the model's most likely letter at every masked position (at time t)."""
+    return np.array(hand_reward(DNA.decode(fill_argmax(model, x, t))))
 
 
 def three_models():
@@ -182,14 +182,38 @@ def partial_states():
 
 @pytest.mark.parametrize("denoiser", ["rollout", "student", "pretrained"])
 def test_argmax_value_is_the_reward_of_the_denoisers_completion(denoiser):
-    """completions = 0: v(x) = r(x with every masked position set to the denoiser's argmax), one counted
-    reward call per distinct completion; clean states keep their own reward. Batches of 2 states."""
-    models = three_models()
+    """completions = 0: v(x) = r(x with every masked position set to the denoiser's argmax at the state's own
+    time), one counted reward call per distinct completion; clean states keep their own reward. Batches of 2
+    states, time-conditioned models (the argmax letters change with t).
+
+    Kills: the wrong denoiser, states and times paired wrongly across batches."""
+    models = {name: table_model(LENGTH, seed=s, time_conditioned=True) for name, s in
+              (("student", 1), ("rollout", 2), ("pretrained", 3))}
     ctx = context(models)
     x, t = partial_states()
+    assert len({tuple(model_log_probs(models[denoiser], ti).argmax(-1).tolist()) for ti in t}) > 2
     est = ValueEstimator(ValueConfig(denoiser=denoiser, batch_size=2), ALPHA)
-    np.testing.assert_allclose(est(ctx, x, t), value_of(models[denoiser], x))
-    assert ctx.reward.calls == len({tuple(row) for row in fill_argmax(models[denoiser], x).tolist()})
+    np.testing.assert_allclose(est(ctx, x, t), value_of(models[denoiser], x, t))
+    assert ctx.reward.calls == len({tuple(row) for row in fill_argmax(models[denoiser], x, t).tolist()})
+
+
+def test_vidd_values_are_taken_at_each_states_own_time():
+    """With a time-conditioned value denoiser, v(x_t) is taken at the roll-in time t_k of x_t and v(x_s) at the
+    next grid time t_{k+1}.
+
+    Kills: x_s valued at x_t's time (or any other grid time)."""
+    models = {name: table_model(LENGTH, seed=s, time_conditioned=True) for name, s in
+              (("student", 1), ("rollout", 2), ("pretrained", 3))}
+    ctx = context(models)
+    batch = VIDD(VIDDConfig(alpha=ALPHA, timesteps=0, max_log_weight=None)).collect(ctx, 16)
+    ex = batch.examples
+    times = models["student"].grid(STEPS)[0].float()
+    k = (times[None, :] - ex["t"][:, None]).abs().argmin(-1)
+    assert torch.allclose(times[k], ex["t"]) and (k < STEPS).all()
+    v_t = value_of(models["student"], ex["x_t"], times[k])
+    v_s = value_of(models["student"], ex["x_s"], times[k + 1])
+    np.testing.assert_allclose(ex["weight"].numpy(), np.exp((v_s - v_t) / ALPHA), rtol=1e-5)
+    assert not np.allclose(value_of(models["student"], ex["x_s"], times[k]), v_s)
 
 
 def test_soft_value_with_completions_is_log_mean_exp():
