@@ -27,6 +27,7 @@ import datetime as _dt
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import subprocess
@@ -343,18 +344,18 @@ def run_tests(copy_root: Path, tests: list[str], timeout: float, log_path: Path)
         sys.stderr.flush()
         os._exit(int(rc))
     deadline = start + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.perf_counter() > deadline:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            os.waitpid(pid, 0)
-            return "timeout", time.perf_counter() - start, ""
-        time.sleep(0.05)
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.perf_counter() > deadline:
+                _kill(pid)
+                return "timeout", time.perf_counter() - start, ""
+            time.sleep(0.05)
+    except BaseException:  # interrupted: take the child down with us
+        _kill(pid)
+        raise
     seconds = time.perf_counter() - start
     rc = os.waitstatus_to_exitcode(status)
     failed = ""
@@ -370,6 +371,17 @@ def run_tests(copy_root: Path, tests: list[str], timeout: float, log_path: Path)
     if rc in (1, 2, 3, 99) or rc < 0:  # test failures, collection / internal errors, crashes
         return "killed", seconds, failed or f"exit status {rc}"
     return "error", seconds, f"exit status {rc}"
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def make_copy() -> Path:
@@ -417,6 +429,7 @@ def run(args) -> int:
         print(f"{len(plan)} mutants ({sum(totals.values())} before sampling)", file=sys.stderr)
         return 0
     preload()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below when terminated
     work = make_copy()
     logs = Path(args.out) / "logs"
     shutil.rmtree(logs, ignore_errors=True)
@@ -431,7 +444,7 @@ def run(args) -> int:
                 print(f"baseline tests of {f} do not pass on the unmutated tree ({status}: {failed}); "
                       f"see {logs / 'baseline.log'}", file=sys.stderr)
                 return 2
-            limits[f] = min(args.max_timeout, max(30.0, args.timeout_factor * seconds))
+            limits[f] = min(args.max_timeout, max(args.min_timeout, args.timeout_factor * seconds))
             print(f"baseline {f}: {seconds:.1f}s (time limit {limits[f]:.0f}s)", flush=True)
         sources = {f: (ROOT / f).read_text() for f in files}
         trees = {f: ast.parse(sources[f]) for f in files}
@@ -441,6 +454,9 @@ def run(args) -> int:
             log_path = logs / f"mutant-{n:04d}.log"
             try:
                 m.status, m.seconds, m.failed_test = run_tests(work, TESTS[m.file], limits[m.file], log_path)
+                if m.status == "timeout":  # slow because of the mutant, or a busy machine: once more, longer
+                    m.status, m.seconds, m.failed_test = run_tests(work, TESTS[m.file], 2 * limits[m.file],
+                                                                   log_path)
             finally:
                 target.write_text(sources[m.file])
             if m.status != "survived":
@@ -448,11 +464,13 @@ def run(args) -> int:
             print(f"[{n}/{len(plan)}] {m.status:8s} {m.seconds:5.1f}s {m.key}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    write_report(plan, totals, files, args, time.time() - started)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    write_report(plan, totals, files, args, time.time() - started, usage.ru_utime + usage.ru_stime)
     return 0
 
 
-def write_report(plan: list[Mutant], totals: dict[str, int], files: list[str], args, seconds: float) -> None:
+def write_report(plan: list[Mutant], totals: dict[str, int], files: list[str], args, seconds: float,
+                 cpu_seconds: float) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     just = load_justifications(out / "justifications.yaml")
@@ -476,7 +494,7 @@ def write_report(plan: list[Mutant], totals: dict[str, int], files: list[str], a
         commit = ""
     command = "scripts/mutation.sh " + " ".join(args.argv)
     summary = {"command": command.strip(), "commit": commit, "date": _dt.date.today().isoformat(),
-               "seconds": round(seconds), "max_per_file": args.max_per_file, "seed": args.seed,
+               "seconds": round(seconds), "cpu_seconds": round(cpu_seconds), "max_per_file": args.max_per_file, "seed": args.seed,
                "mutants": n, "killed": killed, "kill_rate": killed / n if n else float("nan"),
                "files": per_file, "tests": {f: TESTS[f] for f in files},
                "survivors": [asdict(m) | {"key": m.key} for m in plan if m.status == "survived"],
@@ -484,7 +502,8 @@ def write_report(plan: list[Mutant], totals: dict[str, int], files: list[str], a
                         "failed_test": m.failed_test} for m in plan]}
     (out / "report.json").write_text(json.dumps(summary, indent=1) + "\n")
     lines = ["# Mutation testing report", "",
-             f"Command: `{summary['command']}` (commit {commit}, {summary['date']}, {seconds / 60:.0f} min).", "",
+             f"Command: `{summary['command']}` (commit {commit}, {summary['date']}; {seconds / 60:.0f} min wall clock, "
+             f"{cpu_seconds / 60:.0f} min of CPU time in the test runs).", "",
              f"**Overall: {killed} of {n} mutants killed ({100 * summary['kill_rate']:.1f}%).**", "",
              "| file | generated | run | killed | survived | kill rate |", "|---|---|---|---|---|---|"]
     for f, s in per_file.items():
@@ -501,6 +520,11 @@ def write_report(plan: list[Mutant], totals: dict[str, int], files: list[str], a
         lines.append(f"- `{m.file}:{m.line}:{m.col}` {m.operator} {m.description}: `{m.source_line[:140]}`  ")
         lines.append(f"  mutant: `{m.mutated}`  ")
         lines.append(f"  {m.justification or '**not reviewed**'}")
+    timeouts = [m for m in plan if m.status == "timeout"]
+    if timeouts:
+        lines += ["", "## Timeouts (counted as killed)", "",
+                  "Past the time limit twice (the second time with twice the limit).", ""]
+        lines += [f"- `{m.file}:{m.line}:{m.col}` {m.operator} {m.description}: `{m.mutated}`" for m in timeouts]
     errors = [m for m in plan if m.status == "error"]
     if errors:
         lines += ["", "## Errors (not counted as killed)", ""]
@@ -518,7 +542,9 @@ def main(argv=None) -> int:
     p.add_argument("--files", nargs="*", help="source files to mutate (default: every file in TESTS)")
     p.add_argument("--max-per-file", type=int, default=0, help="sample at most this many mutants per file (0: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling")
-    p.add_argument("--timeout-factor", type=float, default=3.0, help="time limit: this times the unmutated run")
+    p.add_argument("--timeout-factor", type=float, default=4.0, help="time limit: this times the unmutated run "
+                   "(a mutant past it runs once more with twice the limit before it counts as a timeout)")
+    p.add_argument("--min-timeout", type=float, default=60.0, help="lower bound of a mutant's time limit (s)")
     p.add_argument("--max-timeout", type=float, default=300.0, help="upper bound of a mutant's time limit (s)")
     p.add_argument("--out", default=str(REPORT_DIR), help="report folder")
     p.add_argument("--list", action="store_true", help="list the mutants and exit")

@@ -97,13 +97,15 @@ def test_drakes_window_start(k, expected):
     assert DRAKES(DRAKESConfig(truncate_steps=k)).window_start(10) == expected
 
 
-def test_drakes_soft_step_reveals_with_the_chain_probabilities():
+@pytest.mark.parametrize("time_conditioned", [False, True])
+def test_drakes_soft_step_reveals_with_the_chain_probabilities(time_conditioned):
     """One straight-through step from the fully masked state (6000 sequences x 4 positions): a position stays
-    masked with probability m_s / m_t, else takes letter v with probability p(v); forward values are hard
+    masked with probability m_s / m_t, else takes letter v with probability p(v | t); forward values are hard
     one-hots, and an already revealed position is carried over.
 
-    Kills: the stay / reveal log-probabilities swapped or mis-scaled, the Gumbel noise subtracted."""
-    model = table_model(LENGTH, seed=3, scale=1.0)
+    Kills: the stay / reveal log-probabilities swapped or mis-scaled, the Gumbel noise subtracted, a scalar
+    time not broadcast over the batch (`denoise_soft`)."""
+    model = table_model(LENGTH, seed=3, scale=1.0, time_conditioned=time_conditioned)
     method = DRAKES(DRAKESConfig())
     n, m_t, m_s = 6000, 0.8, 0.3
     width = DNA.size + 1
@@ -114,7 +116,7 @@ def test_drakes_soft_step_reveals_with_the_chain_probabilities():
     assert torch.allclose(nxt, torch.nn.functional.one_hot(nxt.argmax(-1), width).float(), atol=1e-6)
     assert (nxt[:10, 0].argmax(-1) == 2).all()
     hard = nxt.argmax(-1)[10:]
-    p = model_log_probs(model).exp().numpy()
+    p = model_log_probs(model, 0.5).exp().numpy()
     expected = np.concatenate([(1 - m_s / m_t) * p, np.full((LENGTH, 1), m_s / m_t)], axis=1)  # (L, V + 1)
     observed = np.stack([np.bincount(hard[:, l].numpy(), minlength=width) for l in range(LENGTH)]) / len(hard)
     se = np.sqrt(expected * (1 - expected) / len(hard))

@@ -113,10 +113,11 @@ def test_vidd_loss_is_minus_weight_times_revealed_log_likelihood():
 
 @pytest.mark.parametrize("method_name", ["vidd", "standard"])
 def test_one_step_samples_come_from_the_teacher(method_name):
-    """VIDD's x_s is a step of the roll-out model, standard fine-tuning's of the pretrained model: with
+    """VIDD's x_t and x_s come from the roll-out model, standard fine-tuning's from the pretrained model: with
     near-deterministic tables (each model always reveals its own letter) the revealed letters tell which.
 
-    Kills: the teacher swapped (VIDD reading the student or the pretrained model, standard the roll-out)."""
+    Kills: the teacher or the roll-in model swapped (VIDD reading the student or the pretrained model,
+    standard the roll-out model)."""
     from vidd.finetune.objectives import StandardConfig, StandardFinetune
 
     models = {name: table_model(LENGTH, seed=s, scale=40.0) for name, s in
@@ -129,6 +130,9 @@ def test_one_step_samples_come_from_the_teacher(method_name):
     teacher = "rollout" if method_name == "vidd" else "pretrained"
     expected = letters[teacher].expand_as(ex["x_s"])
     assert torch.equal(ex["x_s"][revealed], expected[revealed])
+    # the roll-in too: VIDD from the roll-out model (beta 1), standard from the pretrained model (beta 0)
+    known = ex["x_t"] != MASK
+    assert known.any() and torch.equal(ex["x_t"][known], expected[known])
 
 
 def test_standard_weights_use_pretrained_values_without_the_xt_term():
