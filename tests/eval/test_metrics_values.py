@@ -97,3 +97,35 @@ def test_diversity_and_uniqueness_by_hand():
 def test_finite_median_by_hand():
     assert finite_median([3.0, float("nan"), 1.0, 2.0, 10.0]) == 2.5
     assert finite_median([float("-inf"), 4.0]) == 4.0
+
+
+def test_pearson_stays_within_minus_one_and_one():
+    """Perfectly (anti-)correlated vectors whose float arithmetic lands one ulp beyond +-1 come back as exactly
+    +-1; den = 1 exactly is a valid correlation (only den = 0 is undefined)."""
+    a = np.array([0.22, -1.01, -0.21, -0.16, 0.54])
+    assert pearson(a, a * 0.1) == 1.0
+    b = np.array([-0.54, 0.58, 0.36, 0.29, 0.03, 0.55])
+    assert pearson(b, b * -7.0) == -1.0
+    assert pearson([0.0, 1.0], [0.0, 2.0]) == pytest.approx(1.0)  # centred sums of squares 1/2 and 2: den = 1
+
+
+def test_kmer_corr_defaults_to_3_mers():
+    gen, ref = ["ACGTTGCAAC", "GGGTTTACGA"], ["TTTTGGGGCA", "ACACACGTGT"]
+    assert kmer_corr(gen, ref) == kmer_corr(gen, ref, k=3) != pytest.approx(kmer_corr(gen, ref, k=4))
+    assert np.array_equal(kmer_count_vectors(gen, ref)[0], kmer_count_vectors(gen, ref, 3)[0])
+
+
+def test_metric_messages_name_the_problem():
+    with pytest.raises(ValueError, match="needs at least one sequence, got 0"):
+        uniqueness([])
+    with pytest.raises(ValueError, match="needs at least 2 sequences, got 1"):
+        diversity(["ACGT"])
+    with pytest.raises(SequenceError, match="sequence 2 has length 3, expected 4"):
+        diversity(["ACGT", "ACG"])
+    assert diversity(["A", "C", "C"]) == pytest.approx(4 / 6)  # length 1 is fine, only empty strings fail
+    with pytest.raises(SequenceError):
+        kmer_counts(["ACGα"], 1)  # non-ASCII: validated through the DNA alphabet
+    with pytest.raises(ValueError, match="2 points"):  # one motif: a correlation needs two
+        motif_corr(np.ones((2, 1)), np.ones((3, 1)))
+    with pytest.raises(ValueError, match="non-empty"):
+        motif_corr(np.ones((2, 0)), np.ones((2, 0)))
