@@ -416,6 +416,10 @@ def select(mutants: list[Mutant], cap: int, seed: int) -> list[Mutant]:
 
 
 def run(args) -> int:
+    if args.report_only:  # re-render the report (e.g. after adding justifications)
+        runs, plan, totals = load_report(Path(args.out))
+        write_report(plan, totals, runs, Path(args.out))
+        return 0
     files = args.files or list(TESTS)
     plan: list[Mutant] = []
     totals: dict[str, int] = {}
@@ -468,55 +472,89 @@ def run(args) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    write_report(plan, totals, files, args, time.time() - started, usage.ru_utime + usage.ru_stime)
+    this_run = {"command": ("scripts/mutation.sh " + " ".join(args.argv)).strip(), "commit": _commit(),
+                "date": _dt.date.today().isoformat(), "seconds": round(time.time() - started),
+                "cpu_seconds": round(usage.ru_utime + usage.ru_stime), "max_per_file": args.max_per_file,
+                "seed": args.seed, "files": files}
+    runs = [this_run]
+    if args.update and (Path(args.out) / "report.json").is_file():  # keep the other files' earlier results
+        old_runs, old_plan, old_totals = load_report(Path(args.out))
+        plan = [m for m in old_plan if m.file not in files] + plan
+        totals = {**old_totals, **totals}
+        runs = [dict(r, files=[f for f in r["files"] if f not in files]) for r in old_runs] + runs
+        runs = [r for r in runs if r["files"]]
+    write_report(plan, totals, runs, Path(args.out))
     return 0
 
 
-def write_report(plan: list[Mutant], totals: dict[str, int], files: list[str], args, seconds: float,
-                 cpu_seconds: float) -> None:
-    out = Path(args.out)
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True).stdout.strip()
+    except OSError:
+        return ""
+
+
+def _mutant_from(record: dict) -> Mutant:
+    """A Mutant from its report.json record (full, or key / status only as older reports kept them)."""
+    fields = {f: record[f] for f in Mutant.__dataclass_fields__ if f in record}
+    if "file" not in fields:
+        file, line, col, operator, description = record["key"].split(":", 4)
+        fields.update(file=file, line=int(line), col=int(col), operator=operator, description=description,
+                      index=-1)
+    return Mutant(**fields)
+
+
+def load_report(out: Path) -> tuple[list[dict], list[Mutant], dict[str, int]]:
+    """(runs, mutants, generated per file) of an existing report.json."""
+    data = json.loads((out / "report.json").read_text())
+    runs = data.get("runs") or [{k: data.get(k) for k in ("command", "commit", "date", "seconds", "cpu_seconds",
+                                                         "max_per_file", "seed")} | {"files": list(data["files"])}]
+    survivors = {m["key"]: m for m in data.get("survivors", [])}
+    mutants = [_mutant_from(survivors.get(r["key"], {}) | r) for r in data["all"]]
+    return runs, mutants, {f: s["generated"] for f, s in data["files"].items()}
+
+
+def write_report(plan: list[Mutant], totals: dict[str, int], runs: list[dict], out: Path) -> None:
+    """report.json and report.md of the mutants `plan` (from one or several runs), with the justifications."""
     out.mkdir(parents=True, exist_ok=True)
     just = load_justifications(out / "justifications.yaml")
     for m in plan:
-        if m.status == "survived":
-            m.justification = just.get(m.key, "")
+        m.justification = just.get(m.key, "") if m.status == "survived" else ""
+    files = [f for f in TESTS if any(m.file == f for m in plan)]
     per_file = {}
     for f in files:
         mine = [m for m in plan if m.file == f]
         killed = sum(m.status in ("killed", "timeout") for m in mine)
-        per_file[f] = {"mutants": len(mine), "generated": totals[f], "killed": killed,
+        per_file[f] = {"mutants": len(mine), "generated": totals.get(f, len(mine)), "killed": killed,
                        "survived": sum(m.status == "survived" for m in mine),
                        "errors": sum(m.status == "error" for m in mine),
                        "kill_rate": killed / len(mine) if mine else float("nan")}
     n = len(plan)
     killed = sum(m.status in ("killed", "timeout") for m in plan)
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True).stdout.strip()
-    except OSError:
-        commit = ""
-    command = "scripts/mutation.sh " + " ".join(args.argv)
-    summary = {"command": command.strip(), "commit": commit, "date": _dt.date.today().isoformat(),
-               "seconds": round(seconds), "cpu_seconds": round(cpu_seconds), "max_per_file": args.max_per_file, "seed": args.seed,
-               "mutants": n, "killed": killed, "kill_rate": killed / n if n else float("nan"),
+    summary = {"runs": runs, "mutants": n, "killed": killed, "kill_rate": killed / n if n else float("nan"),
                "files": per_file, "tests": {f: TESTS[f] for f in files},
                "survivors": [asdict(m) | {"key": m.key} for m in plan if m.status == "survived"],
-               "all": [{"key": m.key, "status": m.status, "seconds": round(m.seconds, 1),
-                        "failed_test": m.failed_test} for m in plan]}
+               "all": [asdict(m) | {"key": m.key, "seconds": round(m.seconds, 1)} for m in plan]}
     (out / "report.json").write_text(json.dumps(summary, indent=1) + "\n")
-    lines = ["# Mutation testing report", "",
-             f"Command: `{summary['command']}` (commit {commit}, {summary['date']}; {seconds / 60:.0f} min wall clock, "
-             f"{cpu_seconds / 60:.0f} min of CPU time in the test runs).", "",
-             f"**Overall: {killed} of {n} mutants killed ({100 * summary['kill_rate']:.1f}%).**", "",
-             "| file | generated | run | killed | survived | kill rate |", "|---|---|---|---|---|---|"]
-    for f, s in per_file.items():
-        lines.append(f"| `{f}` | {s['generated']} | {s['mutants']} | {s['killed']} | {s['survived']} | "
-                     f"{100 * s['kill_rate']:.1f}% |")
-    lines += ["", "Killed includes mutants whose tests ran past the time limit (timeouts: "
-              f"{sum(m.status == 'timeout' for m in plan)}).", "", "## Surviving mutants", "",
-              "Each line: file:line, the change, the source line, and why the survivor is acceptable "
-              "(from `justifications.yaml`).", ""]
+    lines = ["# Mutation testing report", "", "Produced by:", ""]
+    for r in runs:
+        lines.append(f"- `{r['command']}` (commit {r['commit']}, {r['date']}; {r['seconds'] / 60:.0f} min wall "
+                     f"clock, {r['cpu_seconds'] / 60:.1f} min of CPU time in the test runs): "
+                     + ", ".join(f"`{f}`" for f in r["files"]))
+    lines += ["", f"**Overall: {killed} of {n} mutants killed ({100 * summary['kill_rate']:.1f}%).**", "",
+              "| file | mutants | killed | survived | kill rate |", "|---|---|---|---|---|"]
+    for f, st in per_file.items():
+        sampled = "" if st["generated"] == st["mutants"] else f" (sampled from {st['generated']})"
+        lines.append(f"| `{f}` | {st['mutants']}{sampled} | {st['killed']} | {st['survived']} | "
+                     f"{100 * st['kill_rate']:.1f}% |")
     survivors = [m for m in plan if m.status == "survived"]
+    unreviewed = sum(not m.justification for m in survivors)
+    lines += ["", "Killed includes mutants whose tests ran past the time limit twice (timeouts: "
+              f"{sum(m.status == 'timeout' for m in plan)}). Survivors not reviewed: {unreviewed}.", "",
+              "## Surviving mutants", "",
+              "Each entry: file:line:column, the mutation, the original line, the mutant, and why the survivor is "
+              "acceptable (from `justifications.yaml`).", ""]
     if not survivors:
         lines.append("None.")
     for m in survivors:
@@ -551,6 +589,10 @@ def main(argv=None) -> int:
     p.add_argument("--max-timeout", type=float, default=300.0, help="upper bound of a mutant's time limit (s)")
     p.add_argument("--out", default=str(REPORT_DIR), help="report folder")
     p.add_argument("--list", action="store_true", help="list the mutants and exit")
+    p.add_argument("--update", action="store_true", help="rerun only --files and keep the other files' results "
+                   "of the existing report")
+    p.add_argument("--report-only", action="store_true", help="rewrite report.md / report.json from report.json "
+                   "and justifications.yaml without running anything")
     args = p.parse_args(argv)
     args.argv = argv
     unknown = [f for f in (args.files or []) if f not in TESTS]
