@@ -53,7 +53,8 @@ def test_without_the_cache_every_row_is_sent_and_counted():
     assert reward.batches == [["GG", "GG", "AC"], ["GG"]] and counted.calls == 4 and counted.cache == {}
 
 
-@pytest.mark.parametrize("budget,calls,exhausted", [(0, 10, False), (5, 4, False), (5, 5, True), (5, 6, True)])
+@pytest.mark.parametrize("budget,calls,exhausted", [(0, 10, False), (5, 4, False), (5, 5, True), (5, 6, True),
+                                                     (1, 1, True)])
 def test_budget_boundary(budget, calls, exhausted):
     counted = CountedReward(Recorder(), RewardPolicy(budget=budget))
     counted([f"{'G' * i}A" for i in range(calls)])
@@ -87,15 +88,18 @@ def test_record_counts_outside_evaluations_and_caches_them():
     assert uncached.calls == 1 and uncached.cache == {}
 
 
-def test_failure_policies():
+def test_failure_policies(caplog):
     reward = Recorder(nan_for={"NA"}, raise_for={"XX"})
     penalised = CountedReward(reward, RewardPolicy(on_failure="penalty", penalty=-7.0))
-    assert penalised(["GG", "NA", "CG"]).tolist() == [2.0, -7.0, 1.0]
-    assert penalised.failures == 1 and penalised.calls == 3
-    assert penalised(["XX", "AA"]).tolist() == [-7.0, -7.0]  # the whole batch failed
-    assert penalised.failures == 3 and penalised.calls == 5
+    with caplog.at_level("WARNING", logger="vidd.rewards.counted"):
+        assert penalised(["GG", "NA", "CG"]).tolist() == [2.0, -7.0, 1.0]
+        assert penalised.failures == 1 and penalised.calls == 3
+        assert "1 non-finite values replaced by penalty -7.0" in caplog.text
+        assert penalised(["XX", "AA"]).tolist() == [-7.0, -7.0]  # the whole batch failed
+        assert penalised.failures == 3 and penalised.calls == 5
+        assert "failed on a batch of 2" in caplog.text and "penalty -7.0 applied" in caplog.text
     strict = CountedReward(Recorder(nan_for={"NA"}, raise_for={"XX"}))
-    with pytest.raises(RewardFailure, match="1 non-finite value"):
+    with pytest.raises(RewardFailure, match="1 non-finite value.*e.g. for 'NA'"):
         strict(["GG", "NA"])
     with pytest.raises(RewardFailure, match="failed on a batch of 2"):
         strict(["XX", "AA"])
