@@ -59,6 +59,17 @@ def test_rollout_is_the_student_right_after_every_kth_iteration(name, k):
             assert torch.equal(rollout.backbone.table, snapshot), (name, k, it)
 
 
+def test_lazy_update_reports_whether_it_copied():
+    from vidd.finetune.objectives.base import lazy_update
+
+    student, rollout = table_model(seed=1), table_model(seed=2)
+    ctx = make_context(student, rollout)
+    ctx.iteration = 0
+    assert lazy_update(ctx, 2) is False and not same_weights(rollout, student)
+    ctx.iteration = 1
+    assert lazy_update(ctx, 2) is True and same_weights(rollout, student)
+
+
 @pytest.mark.parametrize("name", list(NEVER))
 def test_methods_without_a_lazy_update_leave_the_rollout_model_alone(name):
     """standard (the teacher is the pretrained model, never refreshed), ddpp and drakes have no roll-out

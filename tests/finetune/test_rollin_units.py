@@ -97,3 +97,19 @@ def test_no_replay_keeps_nothing():
     rollin = RollIn(RollInConfig())
     rollin.sample(ctx, 4)
     assert rollin.fresh == {} and rollin.buffer == []
+
+
+def test_a_methods_chunk_state_is_its_fresh_roll_ins_and_merging_commits_them():
+    """RollInMethod: chunk_state() hands the trainer this process's fresh roll-ins by chunk;
+    merge_chunk_state() commits the union to the replay buffer."""
+    from vidd.finetune.objectives import VIDD, VIDDConfig
+
+    ms = models()
+    ctx = make_context(ms["student"], ms["rollout"], ms["pretrained"], steps=STEPS)
+    method = VIDD(VIDDConfig(rollin=RollInConfig(replay_size=8, replay_fraction=0.5)))
+    ctx.chunk = 3
+    method.collect(ctx, 4)
+    state = method.chunk_state()
+    assert list(state) == [3] and state[3].shape == (STEPS + 1, 4, 4)
+    method.merge_chunk_state(state)
+    assert len(method.rollin.buffer) == 4 and method.chunk_state() == {}

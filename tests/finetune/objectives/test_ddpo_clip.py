@@ -23,11 +23,12 @@ def hand_reward(seqs):
     return [float(s.count("G") + 0.5 * s.count("A") + ("TC" in s)) for s in seqs]
 
 
-def hand_log_prob(model, x_t, target, x0_ratio: bool) -> torch.Tensor:
-    """log p(target | x_t) up to the reveal constants (per-step ratio), or the x_0 version divided by L."""
-    lp = model_log_probs(model)
+def hand_log_prob(model, x_t, target, x0_ratio: bool, t=None) -> torch.Tensor:
+    """log p(target | x_t) up to the reveal constants (per-step ratio), or the x_0 version divided by L
+    (with a time-conditioned model, at each row's time t)."""
     out = []
-    for x, y in zip(x_t.tolist(), target.tolist()):
+    for i, (x, y) in enumerate(zip(x_t.tolist(), target.tolist())):
+        lp = model_log_probs(model, None if t is None else float(t[i]))
         out.append(sum(float(lp[l, y[l]]) for l in range(len(x)) if x[l] == MASK and y[l] != MASK))
     out = torch.tensor(out, dtype=torch.float64)
     return out / x_t.shape[1] if x0_ratio else out
@@ -89,8 +90,8 @@ def test_collected_examples_match_a_hand_reconstruction(kind, rollin, normalize)
     reward, or the raw reward) and old_log_prob from the roll-out model's table.
 
     Kills: the roll-in model swapped, the standardisation off or wrong (mean / std), the wrong target or
-    usable-state filter, old_log_prob from the student, the wrong time."""
-    models = [table_model(LENGTH, seed=s) for s in (1, 2, 3)]
+    usable-state filter, old_log_prob from the student, the wrong time (the models are time-conditioned)."""
+    models = [table_model(LENGTH, seed=s, time_conditioned=True) for s in (1, 2, 3)]
     ctx = make_context(*models, reward=hand_reward, steps=STEPS, seed=5)
     method = method_of(kind, timesteps=0, rollin=rollin, normalize_advantage=normalize)
     batch = method.collect(ctx, 6)
@@ -114,7 +115,7 @@ def test_collected_examples_match_a_hand_reconstruction(kind, rollin, normalize)
     assert torch.equal(ex["target"], torch.stack([row[1] for row in rows]))
     np.testing.assert_allclose(ex["t"].numpy(), [row[2] for row in rows], rtol=1e-6)
     np.testing.assert_allclose(ex["advantage"].numpy(), [row[3] for row in rows], rtol=1e-5, atol=1e-6)
-    old = hand_log_prob(ctx.rollout, ex["x_t"], ex["target"], kind == "ddpo-x0")
+    old = hand_log_prob(ctx.rollout, ex["x_t"], ex["target"], kind == "ddpo-x0", ex["t"])
     np.testing.assert_allclose(ex["old_log_prob"].numpy(), old.numpy(), rtol=1e-5, atol=1e-6)
     assert batch.stats["final_reward_mean"] == pytest.approx(r.mean())
 

@@ -27,10 +27,10 @@ def hand_reward(seqs):
     return [float(2 * s.count("G") - s.count("T") + ("AC" in s)) for s in seqs]
 
 
-def masked_sum(lp: torch.Tensor, x_t: torch.Tensor, x0: torch.Tensor) -> np.ndarray:
-    """sum over positions masked in x_t of lp[l, x0[l]], per row."""
+def masked_sum(model, x_t: torch.Tensor, x0: torch.Tensor, t: torch.Tensor) -> np.ndarray:
+    """sum over positions masked in x_t of log p_model(x_0^l | x_t) at each row's time, per row."""
     return np.array([sum(float(lp[l, a[l]]) for l in range(len(m)) if m[l] == MASK)
-                     for m, a in zip(x_t.tolist(), x0.tolist())])
+                     for m, a, lp in zip(x_t.tolist(), x0.tolist(), (model_log_probs(model, float(ti)) for ti in t))])
 
 
 # ------------------------------------------------------------------------------------------------ DDPP
@@ -41,8 +41,8 @@ def test_ddpp_regresses_onto_the_reward_tilted_pretrained_log_likelihood(length_
     loss = (lp_student(x_0 | x_t) - anchor)^2.
 
     Kills: alpha dropped, v_pre from another model or with the wrong sign, the 1 / L on one side only,
-    the square (or its sign) of the residual."""
-    student, rollout, pretrained = (table_model(LENGTH, seed=s) for s in (1, 2, 3))
+    the square (or its sign) of the residual, times paired wrongly with states (time-conditioned models)."""
+    student, rollout, pretrained = (table_model(LENGTH, seed=s, time_conditioned=True) for s in (1, 2, 3))
     ctx = make_context(student, rollout, pretrained, reward=hand_reward, steps=STEPS)
     method = DDPP(DDPPConfig(alpha=ALPHA, length_normalize=length_normalize, timesteps=2,
                              value_batch_size=3))
@@ -51,12 +51,12 @@ def test_ddpp_regresses_onto_the_reward_tilted_pretrained_log_likelihood(length_
     x_t, x0 = ex["x_t"], ex["x0"]
     assert ((x0 == x_t) | (x_t == MASK)).all() and (x_t == MASK).any(-1).all()
     scale = LENGTH if length_normalize else 1
-    lp_pre = masked_sum(model_log_probs(pretrained), x_t, x0) / scale
-    v_pre = np.array(hand_reward(DNA.decode(fill_argmax(pretrained, x_t))))
+    lp_pre = masked_sum(pretrained, x_t, x0, ex["t"]) / scale
+    v_pre = np.array(hand_reward(DNA.decode(fill_argmax(pretrained, x_t, ex["t"]))))
     target = (np.array(hand_reward(DNA.decode(x0))) - v_pre) / ALPHA
     np.testing.assert_allclose(ex["anchor"].numpy(), lp_pre + target, rtol=1e-5, atol=1e-5)
     assert batch.stats["target_mean"] == pytest.approx(target.mean(), rel=1e-5)
-    lp_student = masked_sum(model_log_probs(student), x_t, x0) / scale
+    lp_student = masked_sum(student, x_t, x0, ex["t"]) / scale
     loss = method.example_loss(ctx, ex)
     np.testing.assert_allclose(loss.detach().numpy(), (lp_student - lp_pre - target) ** 2, rtol=1e-4, atol=1e-6)
 
@@ -193,6 +193,7 @@ def test_effective_sample_size_by_hand():
     assert effective_sample_size(np.array([1.0, 2.0, 3.0])) == pytest.approx(36 / (3 * 14))
     assert effective_sample_size(np.array([2.0, -2.0])) == pytest.approx(1.0)  # magnitudes, for baselines
     assert effective_sample_size(np.zeros(3)) == 0.0
+    assert effective_sample_size(np.array([0.1, 0.1])) == pytest.approx(1.0)  # small weights: no floor at 1
 
 
 def test_select_timesteps_all_or_a_random_subset_per_trajectory():
@@ -200,6 +201,8 @@ def test_select_timesteps_all_or_a_random_subset_per_trajectory():
     b, k = select_timesteps(ctx, 3, 4, 0)
     assert b.tolist() == [0] * 4 + [1] * 4 + [2] * 4 and k.tolist() == [0, 1, 2, 3] * 3
     assert select_timesteps(ctx, 2, 4, 4)[1].tolist() == [0, 1, 2, 3] * 2  # as many as there are: all
+    b, k = select_timesteps(ctx, 40, 6, 1)  # one random step per trajectory
+    assert b.tolist() == list(range(40)) and len(set(k.tolist())) > 3
     b, k = select_timesteps(ctx, 50, 6, 2)
     assert b.tolist() == [i for i in range(50) for _ in range(2)]
     pairs = k.reshape(50, 2)

@@ -177,6 +177,29 @@ def test_vidd_x0_weights_and_loss(normalize, clamp):
     np.testing.assert_allclose(loss.detach().numpy(), by_hand, rtol=1e-5, atol=1e-7)
 
 
+def test_default_clip_caps_the_weights_at_a_million():
+    """The default max_log_weight is log(1e6): rewards 100 times larger give weights of at most 1e6 (and some
+    that reach it), not an overflow."""
+    models = three_models()
+    ctx = context(models, reward=lambda seqs: [100 * r for r in hand_reward(seqs)])
+    weights = VIDD(VIDDConfig(alpha=ALPHA, timesteps=0)).collect(ctx, 16).examples["weight"].double()
+    assert weights.max() == pytest.approx(1e6, rel=1e-6) and torch.isfinite(weights).all()
+
+
+def test_vidd_x0_ratio_guard_and_statistics():
+    """vidd-x0 bounds the log-ratio to [-50, 50] before exponentiating (with a clamp wider than e^50 the
+    ratios of huge reward differences are exactly e^-50 or e^50), and logs the weights' effective sample
+    size."""
+    models = three_models()
+    ctx = context(models, reward=lambda seqs: [1000 * r for r in hand_reward(seqs)])
+    batch = VIDDx0(VIDDx0Config(alpha=ALPHA, clamp=1e300, normalize="none", timesteps=2,
+                                value=ValueConfig(denoiser="pretrained"))).collect(ctx, 12)
+    w = batch.examples["weight"].double().numpy()
+    big = np.abs(np.log(w)) > 40
+    assert big.any() and np.allclose(np.abs(np.log(w[big])), 50, atol=1e-4)
+    assert batch.stats["ess"] == pytest.approx(w.sum() ** 2 / (len(w) * (w ** 2).sum()), rel=1e-5)
+
+
 # ------------------------------------------------------------------------------------------- soft values
 def partial_states():
     x = torch.tensor([[MASK, MASK, MASK, MASK], [0, MASK, 2, MASK], [MASK, 3, 3, 1], [1, 2, 3, 0],
