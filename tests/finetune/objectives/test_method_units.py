@@ -63,15 +63,16 @@ def test_ddpp_regresses_onto_the_reward_tilted_pretrained_log_likelihood(length_
 
 # ---------------------------------------------------------------------------------------------- DRAKES
 class GCount(DifferentiableReward):
-    """2 * number of G, as a torch function of (relaxed) one-hot rows."""
+    """2 * number of G + number of T, as a torch function of (relaxed) one-hot rows over the letters only."""
 
     name = "g-count"
 
     def score(self, seqs):
-        return [2.0 * s.count("G") for s in seqs]
+        return [2.0 * s.count("G") + s.count("T") for s in seqs]
 
     def score_onehot(self, onehot):
-        return 2.0 * onehot[..., G].sum(-1)
+        assert onehot.shape[-1] == DNA.size, "the mask column must be dropped"
+        return 2.0 * onehot[..., G].sum(-1) + onehot[..., DNA.letters.index("T")].sum(-1)
 
 
 def kl_by_hand(student, pretrained, x: torch.Tensor, m_t: float, m_s: float) -> np.ndarray:
@@ -92,7 +93,7 @@ def test_drakes_step_kl_by_hand():
     assert kl[2] == 0 and kl[0] > kl[1] > 0
 
 
-@pytest.mark.parametrize("k,expected", [(0, 0), (3, 7), (9, 1), (10, 0), (12, 0)])
+@pytest.mark.parametrize("k,expected", [(0, 0), (1, 9), (3, 7), (9, 1), (10, 0), (12, 0)])
 def test_drakes_window_start(k, expected):
     assert DRAKES(DRAKESConfig(truncate_steps=k)).window_start(10) == expected
 
@@ -150,9 +151,34 @@ def test_drakes_loss_is_minus_reward_plus_weighted_chain_kl(truncate_kl):
         kl += kl_by_hand(student, pretrained, states[:, k], float(mask_probs[k]), float(mask_probs[k + 1]))
     calls = ctx.reward.calls
     loss = method.example_loss(ctx, batch.examples)
-    r = np.array(GCount().score(DNA.decode(batch.finals)))
+    seqs = DNA.decode(batch.finals)
+    r = np.array(GCount().score(seqs))
     np.testing.assert_allclose(loss.detach().numpy(), -r + 0.5 * kl, rtol=1e-5, atol=1e-6)
     assert ctx.reward.calls == calls + 6
+    assert all(ctx.reward.cache[q] == v for q, v in zip(seqs, r))  # the scored samples, recorded with their values
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_drakes_straight_through_gradient_is_the_tempered_softmax(temperature):
+    """The backward pass of a straight-through step is that of softmax((logits + g) / temperature) over the
+    V + 1 outcomes, logits = (log p(v) + log((m_t - m_s) / m_t), log(m_s / m_t)): the gradient of a random
+    linear function of the step's output matches the one computed from that formula written out here.
+
+    Kills: the temperature multiplying instead of dividing (invisible at the default 1.0), the softmax over
+    the wrong axis, the relaxation's sign."""
+    model = table_model(LENGTH, seed=3, scale=1.0)
+    method = DRAKES(DRAKESConfig(temperature=temperature))
+    n, m_t, m_s, width = 5, 0.8, 0.3, DNA.size + 1
+    noise = method.gumbel_noise(torch.arange(n), 1, LENGTH, width)[:, 0]
+    x = torch.nn.functional.one_hot(torch.full((n, LENGTH), MASK), width).float()
+    c = torch.randn(n, LENGTH, width, generator=torch.Generator().manual_seed(0))
+    nxt, _ = method.soft_step(model, x, 0.5, m_t, m_s, noise)
+    (nxt * c).sum().backward()
+    table = model.backbone.table.detach().clone().requires_grad_(True)
+    logits = torch.cat([torch.log_softmax(table, -1) + math.log((m_t - m_s) / m_t),
+                        torch.full((LENGTH, 1), math.log(m_s / m_t))], -1)
+    (torch.softmax((logits + noise) / temperature, -1) * c).sum().backward()
+    torch.testing.assert_close(model.backbone.table.grad, table.grad, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("truncate", [1, 0])
