@@ -51,20 +51,6 @@ FINETUNE_UNIT = [
 ]
 TRAINING = ["tests/finetune/test_exact_toy_alpha.py", "tests/test_finetune.py", "tests/test_baselines.py"]
 TESTS: dict[str, list[str]] = {
-    "src/vidd/diffusion/masked.py": ["tests/test_diffusion.py", *FINETUNE_UNIT, *TRAINING,
-                                     "tests/finetune/test_trainer_logs.py"],
-    "src/vidd/finetune/objectives/base.py": [*FINETUNE_UNIT, *TRAINING],
-    "src/vidd/finetune/objectives/vidd.py": [*FINETUNE_UNIT, *TRAINING],
-    "src/vidd/finetune/objectives/standard.py": [*FINETUNE_UNIT, *TRAINING],
-    "src/vidd/finetune/objectives/ddpo.py": [*FINETUNE_UNIT, *TRAINING],
-    "src/vidd/finetune/objectives/ddpp.py": [*FINETUNE_UNIT, *TRAINING],
-    "src/vidd/finetune/objectives/drakes.py": [*FINETUNE_UNIT, *TRAINING],
-    "src/vidd/finetune/rollin.py": [*FINETUNE_UNIT, *TRAINING],
-    "src/vidd/finetune/value.py": [*FINETUNE_UNIT, *TRAINING],
-    "src/vidd/rewards/counted.py": ["tests/rewards/test_counted_units.py", "tests/test_finetune.py",
-                                    "tests/test_baselines.py",
-                                    "tests/test_executors.py::test_nan_reaches_counted_reward_penalty",
-                                    "tests/test_executors.py::test_counted_reward_over_parallel_counts_distinct_calls"],
     "src/vidd/eval/metrics.py": ["tests/eval/test_metrics_values.py",
                                  "tests/test_motifs_metrics.py::test_diversity_hand_computed",
                                  "tests/test_motifs_metrics.py::test_diversity_matches_bruteforce",
@@ -74,6 +60,20 @@ TESTS: dict[str, list[str]] = {
                                  "tests/test_motifs_metrics.py::test_kmer_corr_identical_and_scaling",
                                  "tests/test_motifs_metrics.py::test_motif_corr",
                                  "tests/test_motifs_metrics.py::test_finite_median_skips_unscorable_samples"],
+    "src/vidd/rewards/counted.py": ["tests/rewards/test_counted_units.py", "tests/test_finetune.py",
+                                    "tests/test_baselines.py",
+                                    "tests/test_executors.py::test_nan_reaches_counted_reward_penalty",
+                                    "tests/test_executors.py::test_counted_reward_over_parallel_counts_distinct_calls"],
+    "src/vidd/finetune/value.py": [*FINETUNE_UNIT, *TRAINING],
+    "src/vidd/finetune/rollin.py": [*FINETUNE_UNIT, *TRAINING],
+    "src/vidd/finetune/objectives/base.py": [*FINETUNE_UNIT, *TRAINING],
+    "src/vidd/finetune/objectives/vidd.py": [*FINETUNE_UNIT, *TRAINING],
+    "src/vidd/finetune/objectives/standard.py": [*FINETUNE_UNIT, *TRAINING],
+    "src/vidd/finetune/objectives/ddpo.py": [*FINETUNE_UNIT, *TRAINING],
+    "src/vidd/finetune/objectives/ddpp.py": [*FINETUNE_UNIT, *TRAINING],
+    "src/vidd/finetune/objectives/drakes.py": [*FINETUNE_UNIT, *TRAINING],
+    "src/vidd/diffusion/masked.py": ["tests/test_diffusion.py", *FINETUNE_UNIT, *TRAINING,
+                                     "tests/finetune/test_trainer_logs.py"],
 }
 
 # ------------------------------------------------------------------------------------------ mutants
@@ -435,7 +435,8 @@ def run(args) -> int:
     preload()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below when terminated
     work = make_copy()
-    logs = Path(args.out) / "logs"
+    out = Path(args.out)
+    logs = out / "logs"
     shutil.rmtree(logs, ignore_errors=True)
     logs.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -455,6 +456,8 @@ def run(args) -> int:
             print(f"baseline {f}: {baseline[key]:.1f}s (time limit {limits[f]:.0f}s)", flush=True)
         sources = {f: (ROOT / f).read_text() for f in files}
         trees = {f: ast.parse(sources[f]) for f in files}
+        previous = load_report(out) if args.update and (out / "report.json").is_file() else None
+        done: list[str] = []
         for n, m in enumerate(plan, 1):
             target = work / m.file
             target.write_text(ast.unparse(apply_mutation(trees[m.file], m.index, m.operator)) + "\n")
@@ -469,22 +472,30 @@ def run(args) -> int:
             if m.status != "survived":
                 log_path.unlink(missing_ok=True)
             print(f"[{n}/{len(plan)}] {m.status:8s} {m.seconds:5.1f}s {m.key}", flush=True)
+            if n == len(plan) or plan[n].file != m.file:  # a file is done: save (a killed run keeps it)
+                done.append(m.file)
+                save(args, plan, totals, done, started, previous)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def save(args, plan: list[Mutant], totals: dict[str, int], done: list[str], started: float, previous) -> None:
+    """Write the report of the files done so far (with --update, merged into the earlier report)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     this_run = {"command": ("scripts/mutation.sh " + " ".join(args.argv)).strip(), "commit": _commit(),
                 "date": _dt.date.today().isoformat(), "seconds": round(time.time() - started),
                 "cpu_seconds": round(usage.ru_utime + usage.ru_stime), "max_per_file": args.max_per_file,
-                "seed": args.seed, "files": files}
+                "seed": args.seed, "files": list(done)}
+    plan = [m for m in plan if m.file in done]
     runs = [this_run]
-    if args.update and (Path(args.out) / "report.json").is_file():  # keep the other files' earlier results
-        old_runs, old_plan, old_totals = load_report(Path(args.out))
-        plan = [m for m in old_plan if m.file not in files] + plan
+    if previous is not None:  # keep the other files' earlier results
+        old_runs, old_plan, old_totals = previous
+        plan = [m for m in old_plan if m.file not in done] + plan
         totals = {**old_totals, **totals}
-        runs = [dict(r, files=[f for f in r["files"] if f not in files]) for r in old_runs] + runs
+        runs = [dict(r, files=[f for f in r["files"] if f not in done]) for r in old_runs] + runs
         runs = [r for r in runs if r["files"]]
-    write_report(plan, totals, runs, Path(args.out))
-    return 0
+    write_report(plan, {f: totals[f] for f in {m.file for m in plan}}, runs, Path(args.out))
 
 
 def _commit() -> str:
