@@ -72,7 +72,8 @@ TESTS: dict[str, list[str]] = {
     "src/vidd/finetune/objectives/ddpo.py": [*FINETUNE_UNIT, *TRAINING],
     "src/vidd/finetune/objectives/ddpp.py": [*FINETUNE_UNIT, *TRAINING],
     "src/vidd/finetune/objectives/drakes.py": [*FINETUNE_UNIT, *TRAINING],
-    "src/vidd/diffusion/masked.py": ["tests/test_diffusion.py", *FINETUNE_UNIT, *TRAINING,
+    "src/vidd/diffusion/masked.py": ["tests/diffusion/test_masked_units.py", "tests/test_diffusion.py",
+                                     *FINETUNE_UNIT, *TRAINING,
                                      "tests/finetune/test_trainer_logs.py"],
 }
 
