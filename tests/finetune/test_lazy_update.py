@@ -68,6 +68,10 @@ def test_lazy_update_reports_whether_it_copied():
     assert lazy_update(ctx, 2) is False and not same_weights(rollout, student)
     ctx.iteration = 1
     assert lazy_update(ctx, 2) is True and same_weights(rollout, student)
+    other = table_model(seed=3)
+    ctx.rollout = other
+    before = other.backbone.table.detach().clone()
+    assert lazy_update(ctx, 0) is False and torch.equal(other.backbone.table, before)  # interval 0: never
 
 
 @pytest.mark.parametrize("name", list(NEVER))
