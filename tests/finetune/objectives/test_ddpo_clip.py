@@ -120,6 +120,21 @@ def test_collected_examples_match_a_hand_reconstruction(kind, rollin, normalize)
     assert batch.stats["final_reward_mean"] == pytest.approx(r.mean())
 
 
+def test_advantages_of_nearly_equal_rewards():
+    """(r - mean) / (std + 1e-8) also when the rewards differ by about 1e-9: the guard keeps the advantages'
+    signs (and, for equal rewards, makes them 0).
+
+    Kills: the guard subtracted instead of added."""
+    ctx = make_context(table_model(LENGTH, seed=1), reward=lambda seqs: [1e-9 * r for r in hand_reward(seqs)],
+                       steps=STEPS)
+    batch = method_of("ddpo-x0", timesteps=0).collect(ctx, 8)
+    ex = batch.examples
+    r = 1e-9 * np.array(hand_reward(DNA.decode(ex["target"])))
+    all_r = 1e-9 * np.array(hand_reward(DNA.decode(batch.finals)))
+    np.testing.assert_allclose(ex["advantage"].numpy(), (r - all_r.mean()) / (all_r.std() + 1e-8), rtol=1e-5)
+    assert all_r.std() > 0 and (np.sign(ex["advantage"].numpy()) == np.sign(r - all_r.mean())).all()
+
+
 @pytest.mark.parametrize("kind", ["ddpo", "ddpo-x0"])
 def test_update_interval_three_ratio_leaves_the_clip_and_refreshes_at_k(kind):
     """PPO proper (update_interval K = 3, roll-in from `old`, a large step size): in iterations 2 and 3 the

@@ -146,24 +146,24 @@ def test_standard_weights_use_pretrained_values_without_the_xt_term():
                                rtol=1e-5)
 
 
-@pytest.mark.parametrize("normalize", ["zscore", "none"])
-@pytest.mark.parametrize("clamp", [1e6, 1.5])
-def test_vidd_x0_weights_and_loss(normalize, clamp):
+@pytest.mark.parametrize("normalize,clamp,scale", [("zscore", 1e6, 1.0), ("zscore", 1.5, 1.0), ("none", 1e6, 1.0),
+                                                   ("none", 1.5, 1.0), ("zscore", 1e6, 1e-9)])
+def test_vidd_x0_weights_and_loss(normalize, clamp, scale):
     """vidd-x0: ratio = clip(exp((r(x_0) - v(x_t)) / alpha), 1 / clamp, clamp) with x_0 the trajectory's own
     final sample and v from the configured denoiser, z-scored across the batch (or not);
     loss = -w * (1 / L) * sum over positions masked in x_t of log p_student(x_0^l | x_t).
 
     Kills: alpha dropped, the clamp bounds swapped or one-sided, the z-score off (mean / std swapped,
-    no centring), the 1 / L missing."""
+    no centring, its 1e-8 guard subtracted: visible with rewards of scale 1e-9), the 1 / L missing."""
     models = three_models()
-    ctx = context(models)
+    ctx = context(models, reward=lambda seqs: [scale * r for r in hand_reward(seqs)])
     method = VIDDx0(VIDDx0Config(alpha=ALPHA, clamp=clamp, normalize=normalize, timesteps=2,
                                  value=ValueConfig(denoiser="pretrained")))
     ex = method.collect(ctx, 12).examples
     x_t, x0 = ex["x_t"], ex["x0"]
     assert ((x0 == x_t) | (x_t == MASK)).all() and (x0 != MASK).all() and (x_t == MASK).any(-1).all()
-    r0 = np.array(hand_reward(DNA.decode(x0)))
-    log_ratio = (r0 - value_of(models["pretrained"], x_t)) / ALPHA
+    r0 = scale * np.array(hand_reward(DNA.decode(x0)))
+    log_ratio = (r0 - scale * value_of(models["pretrained"], x_t)) / ALPHA
     ratio = np.clip(np.exp(log_ratio), 1 / clamp, clamp)
     if clamp < 10:
         assert (ratio == clamp).any() and (ratio == 1 / clamp).any()
