@@ -120,6 +120,15 @@ def test_collected_examples_match_a_hand_reconstruction(kind, rollin, normalize)
     assert batch.stats["final_reward_mean"] == pytest.approx(r.mean())
 
 
+def test_a_batch_without_usable_states_is_empty_and_consistent():
+    """With one random step per trajectory of a long chain, no chosen step may reveal anything: the batch is
+    then empty, every example tensor with 0 rows (the trainer takes no step on it)."""
+    model = table_model(2, seed=1)
+    ctx = make_context(model, reward=hand_reward, steps=64, seed=0)
+    ex = method_of("ddpo", timesteps=1).collect(ctx, 2).examples
+    assert {k: len(v) for k, v in ex.items()} == {k: 0 for k in ex}
+
+
 def test_advantages_of_nearly_equal_rewards():
     """(r - mean) / (std + 1e-8) also when the rewards differ by about 1e-9: the guard keeps the advantages'
     signs (and, for equal rewards, makes them 0).

@@ -158,6 +158,18 @@ def test_drakes_loss_is_minus_reward_plus_weighted_chain_kl(truncate_kl):
     assert all(ctx.reward.cache[q] == v for q, v in zip(seqs, r))  # the scored samples, recorded with their values
 
 
+def test_drakes_collect_checks_the_reward_and_draws_distinct_seeds():
+    """collect() refuses a plain reward before sampling anything, and gives every sample its own noise seed
+    (64 samples, 64 distinct seeds from a range far larger than the batch)."""
+    from vidd.core.config import ConfigError
+
+    model = table_model(LENGTH, seed=1)
+    with pytest.raises(ConfigError, match="differentiable"):
+        DRAKES(DRAKESConfig()).collect(make_context(model, reward=hand_reward, steps=STEPS), 2)
+    seeds = DRAKES(DRAKESConfig()).collect(make_context(model, reward=GCount(), steps=STEPS), 64).examples["seed"]
+    assert len(set(seeds.tolist())) == 64 and int(seeds.max()) > 2 ** 40
+
+
 @pytest.mark.parametrize("temperature", [0.5, 2.0])
 def test_drakes_straight_through_gradient_is_the_tempered_softmax(temperature):
     """The backward pass of a straight-through step is that of softmax((logits + g) / temperature) over the
