@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -127,7 +128,8 @@ def test_docs_config_tables_are_current():
             assert method_markdown(name) in doc, "docs/config.md is stale: run `vidd config finetune`"
 
 
-def test_bench_equal_budget_and_failure_reporting(tmp_path):
+def test_bench_equal_budget_and_failure_reporting(tmp_path, monkeypatch):
+    monkeypatch.setattr(ToyGC, "table_metrics", ("reward_median",))  # a reward column: the trade-off plot is drawn
     out = tmp_path / "bench"
     args = ["bench", ToyGC.name, "--methods", "vidd,drakes,best-of-n,pretrained", "--budget", "60",
             "--samples", "4", "--out", out, "--set", "eval_every=1"]
@@ -141,8 +143,11 @@ def test_bench_equal_budget_and_failure_reporting(tmp_path):
     assert by["drakes"]["status"] == "failed" and "differentiable" in by["drakes"]["error"]
     table = (out / "table.md").read_text()
     assert "drakes (failed 1/1" in table and "| vidd |" in table
-    for name in ("results.csv", "sample_efficiency.png", "tradeoff.png"):
-        assert (out / name).is_file() or name == "tradeoff.png"
+    assert "| method | reward_median | reward_calls |" in table
+    for name in ("sample_efficiency.png", "tradeoff.png"):
+        assert (out / name).read_bytes().startswith(b"\x89PNG"), name
+    with open(out / "results.csv") as f:
+        assert {r["method"]: r["status"] for r in csv.DictReader(f)} == {m: by[m]["status"] for m in by}
     r = invoke(*args)  # a rerun skips finished work
     assert r.exit_code == 0 and "done before, skipped" in r.output
 

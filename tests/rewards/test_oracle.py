@@ -152,8 +152,22 @@ def test_oracle_report(trained):
     assert rep["agreement"]["same_call_HepG2"] == 1.0
     assert rep["oracle_a"]["auroc_HepG2"] == rep["oracle_b"]["auroc_HepG2"] > 0.95
     rep2 = oracle_report(model, other, seqs, labels)
-    assert 0.0 <= rep2["agreement"]["same_call_HepG2"] <= 1.0
     assert set(rep2["oracle_b"]) == {"auroc_HepG2", "accuracy", "fraction_called_HepG2"}
+    # independently: probabilities by softmax, calls p(HepG2) > 1/2, AUROC over all (positive, negative) pairs
+    t = CELL_TYPES.index("HepG2")
+    with torch.no_grad():
+        probs = [torch.softmax(clf.eval()(one_hot(seqs)), -1).double().numpy() for clf in (model, other)]
+    calls = [p[:, t] > 0.5 for p in probs]
+    log_odds = [np.log(p[:, t]) - np.log1p(-p[:, t]) for p in probs]
+    agreement = rep2["agreement"]
+    assert agreement["same_call_HepG2"] == pytest.approx(float(np.mean(calls[0] == calls[1])))
+    assert agreement["both_call_HepG2"] == pytest.approx(float(np.mean(calls[0] & calls[1])))
+    assert agreement["pearson_log_odds"] == pytest.approx(np.corrcoef(*log_odds)[0, 1], abs=1e-4)
+    pos, neg = log_odds[1][labels == t], log_odds[1][labels != t]
+    pairs = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+    assert rep2["oracle_b"]["auroc_HepG2"] == pytest.approx(float(pairs.mean()), abs=1e-4)
+    assert rep2["oracle_b"]["accuracy"] == pytest.approx(float(np.mean(probs[1].argmax(1) == labels)))
+    assert rep2["oracle_b"]["fraction_called_HepG2"] == pytest.approx(float(calls[1].mean()))
 
 
 def test_config_rejects_bad_half():

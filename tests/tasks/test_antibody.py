@@ -1,8 +1,8 @@
 """Antibody CDR-H3 redesign: IMGT numbering of the constant antibodies, the rewards on known sequences
-(checked against ProtParam and antiberty's own scorer), the task's in-filling prior and metrics, the CLI,
-and the error paths. A tiny randomly initialised AntiBERTy (the antiberty package's class, saved with
-`save_pretrained`) stands in for the real weights through ANTIBERTY_WEIGHTS_DIR; the tests on the real
-weights (fetched from the antiberty==0.1.3 wheel) and on IgFold are marked slow."""
+(checked against independent computations and antiberty's own scorer), the task's in-filling prior and
+metrics, the CLI, and the error paths. A tiny randomly initialised AntiBERTy (the antiberty package's class,
+saved with `save_pretrained`) stands in for the real weights through ANTIBERTY_WEIGHTS_DIR; the tests on the
+real weights (fetched from the antiberty==0.1.3 wheel) and on IgFold are marked slow."""
 
 from __future__ import annotations
 
@@ -96,18 +96,43 @@ def test_unknown_antibody_and_task_names():
 
 
 # ------------------------------------------------------------------ rewards
-def test_developability_matches_protparam_and_the_documented_hinges():
-    from Bio.SeqUtils.ProtParam import ProteinAnalysis
+KYTE_DOOLITTLE = {"A": 1.8, "R": -4.5, "N": -3.5, "D": -3.5, "C": 2.5, "Q": -3.5, "E": -3.5, "G": -0.4, "H": -3.2,
+                  "I": 4.5, "L": 3.8, "K": -3.9, "M": 1.9, "F": 2.8, "P": -1.6, "S": -0.8, "T": -0.7, "W": -0.9,
+                  "Y": -1.3, "V": 4.2}
+# Bjellqvist-style pK values, as ProtParam uses them: side chains, and termini that depend on the end residue
+PK_POSITIVE = {"K": 10.0, "R": 12.0, "H": 5.98}
+PK_NEGATIVE = {"D": 4.05, "E": 4.45, "C": 9.0, "Y": 10.0}
+PK_NTERM = {"A": 7.59, "M": 7.0, "S": 6.93, "P": 8.36, "T": 6.82, "V": 7.44, "E": 7.7}
+PK_CTERM = {"D": 4.55, "E": 4.75}
 
+
+def charge_by_hand(seq: str, ph: float) -> float:
+    """Henderson-Hasselbalch net charge: sum of the positive groups' 1/(1 + 10^(pH - pK)) minus the negative
+    groups' 1/(1 + 10^(pK - pH)), with the termini's pK depending on the first and last residue."""
+    positive = [PK_NTERM.get(seq[0], 7.5)] + [PK_POSITIVE[c] for c in seq if c in PK_POSITIVE]
+    negative = [PK_CTERM.get(seq[-1], 3.55)] + [PK_NEGATIVE[c] for c in seq if c in PK_NEGATIVE]
+    return sum(1 / (1 + 10 ** (ph - pk)) for pk in positive) - sum(1 / (1 + 10 ** (pk - ph)) for pk in negative)
+
+
+def test_developability_matches_independent_computations_and_the_documented_hinges():
+    """The CDR properties computed here without ProtParam: GRAVY as the mean Kyte-Doolittle hydropathy, the
+    charge at pH 7.4 by Henderson-Hasselbalch, the pI by bisection of that charge; the instability index
+    (Guruprasad et al. 1990 dipeptide table, too long to restate) against its known value 51.21."""
     cdr_list = ["GFNIKDTY", "IYPTNGYT", "SRWGGDGFYAMDY"]  # trastuzumab's IMGT H1, H2, H3
     regions = [(TRASTUZUMAB.index(c), TRASTUZUMAB.index(c) + len(c)) for c in cdr_list]
     reward = DevelopabilityReward(regions, len(TRASTUZUMAB))
     cdrs = "".join(cdr_list)
     assert reward.cdr_string(TRASTUZUMAB) == cdrs
-    p = ProteinAnalysis(cdrs)
     props = cdr_properties(cdrs)
-    assert props == pytest.approx({"gravy": p.gravy(), "charge": p.charge_at_pH(7.4), "pi": p.isoelectric_point(),
-                                   "instability": p.instability_index()})
+    assert props["gravy"] == pytest.approx(sum(KYTE_DOOLITTLE[c] for c in cdrs) / len(cdrs))
+    assert props["gravy"] == pytest.approx(-0.7414, abs=1e-4)
+    assert props["charge"] == pytest.approx(charge_by_hand(cdrs, 7.4), abs=1e-3)
+    lo, hi = 0.0, 14.0
+    while hi - lo > 1e-6:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if charge_by_hand(cdrs, mid) > 0 else (lo, mid)
+    assert props["pi"] == pytest.approx(lo, abs=0.01)
+    assert props["instability"] == pytest.approx(51.21, abs=0.01)
     # by hand: GRAVY -0.74 (<= -0.5: 0), charge -1.46 (in [-2, 2]: 0), pI 4.43 (< 5: (5 - pI) / 1),
     # instability 51.2 (> 40: (II - 40) / 10)
     expected = -((5.0 - props["pi"]) + (props["instability"] - 40.0) / 10.0)

@@ -137,20 +137,31 @@ def test_counted_reward_cache_and_policies():
     assert CountedReward(broken, RewardPolicy(on_failure="penalty"))(["ACGT"]).tolist() == [-10.0]
 
 
-def test_budget_stops_training_and_counts_exactly():
-    sent = []
+def test_budget_stops_training_and_counts_exactly(monkeypatch):
+    sent, monitored, in_monitor = [], [], [False]
 
     def reward(seqs):
-        sent.extend(seqs)
+        (monitored if in_monitor[0] else sent).extend(seqs)
         return g_reward(seqs)
 
+    monitor_fn = CountedReward.monitor
+
+    def tagged_monitor(self, seqs):
+        in_monitor[0] = True
+        try:
+            return monitor_fn(self, seqs)
+        finally:
+            in_monitor[0] = False
+
+    monkeypatch.setattr(CountedReward, "monitor", tagged_monitor)
     config = small_config(iterations=50, reward={"budget": 100})
     result = finetune(toy_model(), reward, config, log=lambda *a: None)
     assert result.reward_calls >= 100
     monitor = result.metrics[-1]["monitor_reward_calls"]
     assert monitor > 0
-    assert result.reward_calls + monitor == len(sent)  # every sequence sent to the reward is counted
-    assert len(set(sent)) <= len(sent)
+    # every sequence sent to the reward is counted, training and monitoring apart
+    assert result.reward_calls == len(sent) and monitor == len(monitored)
+    assert len(set(sent)) == len(sent)  # with the cache no training sequence is sent (or paid for) twice
     assert len(result.metrics) < 50
 
 
