@@ -141,9 +141,9 @@ def test_budget_stops_training_and_counts_exactly():
         sent.extend(seqs)
         return g_reward(seqs)
 
-    config = small_config(iterations=50, reward={"budget": 100})
+    config = small_config(iterations=50, reward={"budget": 40})
     result = finetune(toy_model(), reward, config, log=lambda *a: None)
-    assert result.reward_calls >= 100
+    assert result.reward_calls <= 40
     monitor = result.metrics[-1]["monitor_reward_calls"]
     assert monitor > 0
     assert result.reward_calls + monitor == len(sent)  # every sequence sent to the reward is counted

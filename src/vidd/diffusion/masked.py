@@ -39,6 +39,9 @@ class Trajectory:
     states: torch.Tensor  # (T + 1, B, L) long
     times: torch.Tensor  # (T + 1,) denoiser times, 1 -> 0
     mask_probs: torch.Tensor  # (T + 1,) m_k, 1 -> 0
+    #: (T, B, L) argmax of the sampler's own log p(x_0 | x_k) at each state k < T (clean positions carried
+    #: over), or None: what a value estimate of x_k by the sampling model needs, without another forward
+    x0_hat: torch.Tensor | None = None
 
     @property
     def steps(self) -> int:
@@ -198,10 +201,13 @@ class MaskedDiffusion(nn.Module):
         times, mask_probs = self.grid(steps)
         x = start.to(self.device) if start is not None else self.initial_state(n)
         states = [x] if record else None
+        completions = [] if record else None
         cached = None
         for k in range(steps):
             if cached is None or not use_cache or self.backbone.time_conditioned:
                 cached = self.denoise(x, times[k].float().to(self.device))
+            if record:
+                completions.append(cached.argmax(-1))
             x_next = self.step(x, cached, float(mask_probs[k]), float(mask_probs[k + 1]), generator)
             if not torch.equal(x_next, x):
                 cached = None
@@ -209,7 +215,7 @@ class MaskedDiffusion(nn.Module):
             if record:
                 states.append(x)
         if record:
-            return Trajectory(torch.stack(states), times, mask_probs)
+            return Trajectory(torch.stack(states), times, mask_probs, torch.stack(completions))
         return x
 
     # ------------------------------------------------------------- likelihood

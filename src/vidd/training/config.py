@@ -26,9 +26,12 @@ class FinetuneConfig:
     grad_clip: float = option(1.0, "gradient-norm clip")
     loss_chunk: int = option(256, "training examples per student forward/backward (memory bound)")
     reward: RewardPolicy = option(RewardPolicy(), "reward cache, budget and failure policy")
-    log_rollin_reward: bool = option(True, "score each iteration's roll-in samples with the training reward "
-                                           "(counted calls) to log reward statistics")
+    log_rollin_reward: bool = option(True, "score each iteration's roll-in samples with the training reward to "
+                                           "log reward statistics (free where training calls scored them, else "
+                                           "counted as monitor calls, outside the budget)")
     eval_every: int = option(10, "iterations between evaluations of the student (0: only at the end)")
+    eval_at_calls: list[int] = option([], "also evaluate after the iteration in which the distinct training-reward "
+                                          "calls reach each of these numbers, e.g. [768, 1536, 3072]")
     eval_samples: int = option(64, "student samples per evaluation")
     final_samples: int = option(256, "student samples scored by the final evaluation (final_eval.json)")
     likelihood_samples: int = option(16, "Monte Carlo steps of the pretrained model's ELBO per sample")
@@ -53,6 +56,8 @@ class FinetuneConfig:
                      "final_samples"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if any(c < 1 for c in self.eval_at_calls):
+            raise ConfigError(f"eval_at_calls: every threshold must be >= 1, got {self.eval_at_calls}")
 
     def check_world(self, world: int) -> None:
         """A data-parallel run of `world` processes keeps the global batch (batch_size x accumulation
@@ -75,9 +80,8 @@ class FinetuneConfig:
     def derived(self, world: int = 1) -> dict:
         trajectories = self.batch_size * self.accumulation
         states = self.method.training_states(trajectories, self.steps)
-        calls = self.method.reward_calls(trajectories, states) + (trajectories if self.log_rollin_reward else 0)
         rows = {"trajectories per update": trajectories, "training states per update (at most)": states,
-                "reward calls per iteration (at most, before caching)": calls}
+                "reward calls per iteration (at most, before caching)": self.method.reward_calls(trajectories, states)}
         if world > 1:
             rows.update({"processes": world, "accumulation steps per process": self.accumulation // world,
                          "trajectories per process per update": trajectories // world})
