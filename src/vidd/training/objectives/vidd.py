@@ -101,9 +101,10 @@ class VIDD(RollInMethod):
     def collect(self, ctx: Context, n: int) -> Batch:
         cfg = self.config
         traj, drawn_by = self.rollin.sample(ctx, n)
-        learned = self.value.learned
+        learned, final_rewards = self.value.learned, None
         if learned is not None:  # the regression data of the value network: r(x_0) of every roll-in
-            learned.observe(ctx, traj, ctx.rewards(traj.final))
+            final_rewards = ctx.rewards(traj.final)
+            learned.observe(ctx, traj, final_rewards)
             if not learned.ready:  # nothing to weigh with before the first fit: this batch only feeds it
                 return Batch({}, traj.final, {"examples": 0.0})
         b, k, x_t, t_t = masked_states(ctx, traj, cfg.timesteps)
@@ -122,7 +123,7 @@ class VIDD(RollInMethod):
         x_t, x_s, t_t, t_s, teacher_x0 = (v[revealed] for v in (x_t, x_s, t_t, t_s, teacher_x0))
         b, k, shared = (v[revealed.cpu()] for v in (b, k, shared))
         if cfg.rollout == "rollin":
-            v_s, v_t = self.chain_values(ctx, traj, drawn_by, b, k, shared, x_s, t_s)
+            v_s, v_t = self.chain_values(ctx, traj, drawn_by, b, k, shared, x_s, t_s, final_rewards)
         else:
             v_s = self.value(ctx, x_s, t_s)
             if cfg.use_value_xt:
@@ -156,11 +157,13 @@ class VIDD(RollInMethod):
         x_s = teacher.step(x_t, log_x0, traj.mask_probs[k], traj.mask_probs[k + 1], ctx.generator)
         return torch.stack([x_s, log_x0.argmax(-1)], dim=1)
 
-    def chain_values(self, ctx: Context, traj, drawn_by, b, k, shared, x_s, t_s) -> tuple[np.ndarray, np.ndarray]:
+    def chain_values(self, ctx: Context, traj, drawn_by, b, k, shared, x_s, t_s,
+                     final_rewards: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """v(x_s), v(x_t) with one value per distinct state of a roll-in chain, computed at the step where the
         state first appears: v(x_t) is the value of chain state k (as x_s of the last step that changed it), and
         a shared x_s is chain state k + 1, so consecutive examples share a value (and its reward call), and the
-        final state's value is r(x_0). Fresh x_s get values of their own."""
+        final state's value is r(x_0) (`final_rewards`, when already known, else a call). Fresh x_s get values
+        of their own."""
         steps, width = traj.steps, traj.states.shape[1]
         changed = torch.ones(steps + 1, width, dtype=torch.bool)
         changed[1:] = (traj.states[1:] != traj.states[:-1]).any(-1).cpu()
@@ -170,8 +173,14 @@ class VIDD(RollInMethod):
             wanted.append(first[k, b] * width + b)
         keys, where = torch.unique(torch.cat(wanted), return_inverse=True)
         j, jb = keys // width, keys % width
-        values = self.value(ctx, traj.states[j, jb], traj.times[j].float(),
-                            self.value.rollin_completions(ctx, traj, drawn_by, j, jb))
+        values = np.empty(len(keys))
+        known = torch.zeros(len(keys), dtype=torch.bool)
+        if final_rewards is not None:  # a clean chain state is its trajectory's final sample
+            known = (traj.states[j, jb] != ctx.student.mask_index).all(-1).cpu()
+            values[known.numpy()] = final_rewards[jb[known].numpy()]
+        j, jb = j[~known], jb[~known]
+        values[(~known).numpy()] = self.value(ctx, traj.states[j, jb], traj.times[j].float(),
+                                              self.value.rollin_completions(ctx, traj, drawn_by, j, jb))
         n_shared = int(shared.sum())
         v_s = np.empty(len(b))
         v_s[shared.numpy()] = values[where[:n_shared].numpy()]
