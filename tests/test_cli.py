@@ -132,13 +132,13 @@ def test_bench_equal_budget_and_failure_reporting(tmp_path):
     assert r.exit_code == 0, r.output
     rows = json.loads((out / "results.json").read_text())
     by = {row["method"]: row for row in rows}
-    assert by["vidd"]["status"] == "ok" and by["vidd"]["reward_calls"] >= 60
+    assert by["vidd"]["status"] == "ok" and by["vidd"]["reward_calls"] <= 60
     assert by["pretrained"]["reward_calls"] == 0
     assert by["best-of-n"]["reward_calls"] <= 60
     assert by["drakes"]["status"] == "failed" and "differentiable" in by["drakes"]["error"]
     table = (out / "table.md").read_text()
     assert "drakes (failed 1/1" in table and "| vidd |" in table
-    for name in ("results.csv", "sample_efficiency.png", "tradeoff.png"):
+    for name in ("results.csv", "curves.png", "tradeoff.png"):
         assert (out / name).is_file() or name == "tradeoff.png"
     r = invoke(*args)  # a rerun skips finished work
     assert r.exit_code == 0 and "done before, skipped" in r.output

@@ -115,3 +115,12 @@ def test_every_row_records_training_seconds_without_evaluation_and_updates():
     spent = np.array([r["iteration_seconds"] - r["seconds_eval"] for r in rows])
     assert np.all(increments <= spent + 1e-6) and np.all(increments > 0)
     assert rows[1]["seconds_eval"] > 0 and rows[-1]["train_seconds"] < rows[-1]["wall_seconds"]
+
+
+def test_a_run_that_stops_making_new_calls_ends():
+    """stop_after_idle: on length-2 DNA (16 sequences, all soon in the cache) the run ends after n iterations in
+    a row without a new reward call, long before `iterations`."""
+    result = finetune(toy_model(length=2), GCount(), config("ddpo", stop_after_idle=3, log_rollin_reward=False),
+                      **QUIET)
+    calls = [r["reward_calls"] for r in result.metrics]
+    assert len(calls) < 200 and calls[-4:] == [calls[-1]] * 4 and calls[-5] < calls[-1]

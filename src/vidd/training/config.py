@@ -29,6 +29,9 @@ class FinetuneConfig:
     log_rollin_reward: bool = option(True, "score each iteration's roll-in samples with the training reward to "
                                            "log reward statistics (free where training calls scored them, else "
                                            "counted as monitor calls, outside the budget)")
+    stop_after_idle: int = option(0, "end the run after this many consecutive iterations without a new training-"
+                                      "reward call (0: never); under a budget, a model that collapsed onto sequences "
+                                      "it has scored before would otherwise train for free until `iterations`")
     eval_every: int = option(10, "iterations between evaluations of the student (0: only at the end)")
     eval_at_calls: list[int] = option([], "also evaluate after the iteration in which the distinct training-reward "
                                           "calls reach each of these numbers, e.g. [768, 1536, 3072]")
@@ -56,6 +59,8 @@ class FinetuneConfig:
                      "final_samples"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.stop_after_idle < 0:
+            raise ConfigError(f"stop_after_idle: must be >= 0 (0: never), got {self.stop_after_idle}")
         if any(c < 1 for c in self.eval_at_calls):
             raise ConfigError(f"eval_at_calls: every threshold must be >= 1, got {self.eval_at_calls}")
 

@@ -115,7 +115,8 @@ class Trainer:
                 budget_stop = True
                 break
             trajectories = self._trajectories()
-            last = ctx.iteration + 1 == cfg.iterations or trajectories == 0
+            idle = self._idle_iterations(ctx.reward.calls == calls_before)
+            last = ctx.iteration + 1 == cfg.iterations or trajectories == 0 or idle
             budget_stop = trajectories == 0
             crossed = any(calls_before < c <= ctx.reward.calls for c in cfg.eval_at_calls)
             if (cfg.eval_every and (ctx.iteration + 1) % cfg.eval_every == 0) or crossed or last:
@@ -141,6 +142,9 @@ class Trainer:
             bar.set_postfix({k: f"{row[v]:.3g}" for k, v in (
                 ("reward", "reward_median"), ("eval", "eval_reward_median"), ("div", "eval_diversity"),
                 ("calls", "reward_calls"), ("s/it", "iteration_seconds")) if row.get(v) is not None})
+            if idle:
+                self.log(f"stopped: {cfg.stop_after_idle} iterations in a row made no new reward call")
+                break
         bar.close()
         if budget_stop:
             self.log(f"stopped: {ctx.reward.calls} of the reward budget of {cfg.reward.budget} calls made after "
@@ -149,6 +153,13 @@ class Trainer:
         if self.folder:
             group.on_main(self._finish)
         return result
+
+    def _idle_iterations(self, idle_now: bool) -> bool:
+        """Whether this iteration (idle_now: it made no new reward call) is the `stop_after_idle`-th idle one in a
+        row, judged from the logged rows (so a resumed run counts alike): the last n rows hold the same calls."""
+        n, calls = self.config.stop_after_idle, self.ctx.reward.calls
+        rows = self.metrics[-n:] if n else []
+        return idle_now and n > 0 and len(rows) == n and all(r["reward_calls"] == calls for r in rows)
 
     def _trajectories(self) -> int:
         """Roll-in trajectories per accumulation chunk for the next iteration: `batch_size`, or fewer when the

@@ -34,7 +34,7 @@ class VIDDConfig(StateMethodConfig):
                 "it drops the pull towards the roll-out model and leaves advantage-weighted policy gradient; "
                 "docs/methods/vidd.md)")
     rollout: Literal["fresh", "rollin"] = option(
-        "fresh", "where x_s ~ p_out(. | x_t) comes from: a fresh one-step sample at every state (fresh), or the "
+        "fresh", "where the roll-out sample x_s comes from: a fresh one-step sample at every state (fresh), or the "
                  "roll-in's own next state when the roll-out model drew the trajectory (rollin: consecutive "
                  "states share their value calls and no roll-out forward is made; other trajectories still get a "
                  "fresh one)")
