@@ -289,11 +289,12 @@ class Trainer:
 
     def _kl_to_pretrained(self, traj) -> float:
         """Monte Carlo KL(p_theta || p_pre) of the whole chain: the sum over steps of the log-ratio of
-        transitions (the reveal/stay constants are shared by both models and cancel)."""
+        transitions (the reveal/stay constants are shared by both models and cancel). The student's side is
+        the sampler's own (`traj.step_log_probs`)."""
         ctx, total = self.ctx, torch.zeros(traj.states.shape[1], dtype=torch.float64)
         for k in range(traj.steps):
             x, nxt, t = traj.states[k], traj.states[k + 1], traj.times[k].float()
-            total += (ctx.student.revealed_log_prob(x, nxt, ctx.student.denoise(x, t))
+            total += (traj.step_log_probs[k]
                       - ctx.pretrained.revealed_log_prob(x, nxt, ctx.pretrained.denoise(x, t))).double().cpu()
         return float(total.mean())
 

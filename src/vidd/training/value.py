@@ -23,10 +23,10 @@ from vidd.core.numerics import chunked, log_mean_exp
 
 @dataclass
 class LearnedValueConfig:
-    hidden: int = option(64, "channels of the value network (a small CNN over the state's tokens, with the time)")
+    hidden: int = option(32, "channels of the value network (a small CNN over the state's tokens, with the time)")
     lr: float = option(1e-3, "Adam learning rate of the value network")
-    fit_steps: int = option(50, "Adam steps of the value network on its buffer after every iteration")
-    fit_batch: int = option(256, "regression examples per Adam step")
+    fit_steps: int = option(10, "Adam steps of the value network on its buffer after every iteration")
+    fit_batch: int = option(128, "regression examples per Adam step")
     buffer: int = option(8192, "regression examples kept (the newest)")
     states_per_trajectory: int = option(8, "random states of each roll-in trajectory added to the buffer, each "
                                            "with the trajectory's r(x_0) as target")
