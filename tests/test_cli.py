@@ -137,14 +137,14 @@ def test_bench_equal_budget_and_failure_reporting(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     rows = json.loads((out / "results.json").read_text())
     by = {row["method"]: row for row in rows}
-    assert by["vidd"]["status"] == "ok" and by["vidd"]["reward_calls"] >= 60
+    assert by["vidd"]["status"] == "ok" and by["vidd"]["reward_calls"] <= 60
     assert by["pretrained"]["reward_calls"] == 0
     assert by["best-of-n"]["reward_calls"] <= 60
     assert by["drakes"]["status"] == "failed" and "differentiable" in by["drakes"]["error"]
     table = (out / "table.md").read_text()
     assert "drakes (failed 1/1" in table and "| vidd |" in table
     assert "| method | reward_median | reward_calls |" in table
-    for name in ("sample_efficiency.png", "tradeoff.png"):
+    for name in ("curves.png", "tradeoff.png"):
         assert (out / name).read_bytes().startswith(b"\x89PNG"), name
     with open(out / "results.csv") as f:
         assert {r["method"]: r["status"] for r in csv.DictReader(f)} == {m: by[m]["status"] for m in by}

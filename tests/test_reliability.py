@@ -37,7 +37,7 @@ RUNNER = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); import support.toy_t
           f"from vidd.cli import app; app(prog_name='vidd')")
 #: a toy run long enough to be killed midway (one checkpoint per iteration, so kills hit checkpoint writes)
 LONG = ["--preset", "quick", "--set", "iterations=10", "--set", "checkpoint_every=1", "--set", "threads=1"]
-TIMING = ("seconds", "wall_seconds", "iteration_seconds")
+TIMING = ("seconds", "wall_seconds", "iteration_seconds", "train_seconds")
 
 
 class ToyFailing(ToyGC):

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vidd import __version__
-from vidd.bench import BenchPlan, method_kind, run_bench
+from vidd.bench import BenchPlan, load_variants, lr_sweep, run_bench
 from vidd.core import config as cfg
 from vidd.core.atomic import atomic_open
 from vidd.core.devices import check_available
@@ -376,26 +376,66 @@ def convert_checkpoint(
 def bench(
     task: str = typer.Argument(..., help="task name, e.g. dhs-hepg2"),
     methods: str = typer.Option("vidd,ddpo,ddpp,standard,drakes,best-of-n,svdd,pretrained", "--methods",
-                                help="comma-separated methods (fine-tuning methods, best-of-n, svdd, pretrained)"),
-    budget: int = typer.Option(..., "--budget", help="training-reward calls every method may spend"),
-    seeds: int = typer.Option(1, "--seeds", help="seeds per method"),
-    samples: int = typer.Option(256, "--samples", help="samples evaluated per final model"),
+                                help="comma-separated labels: methods (fine-tuning methods, best-of-n, svdd, "
+                                     "pretrained) or variants of --variants"),
+    budget: int = typer.Option(..., "--budget", help="training-reward calls every method may spend (never more)"),
+    seeds: int = typer.Option(1, "--seeds", help="seeds per method (a variant may set its own `seeds`)"),
+    first_seed: int = typer.Option(0, "--first-seed", help="seeds are first-seed, first-seed + 1, ..."),
+    samples: int = typer.Option(256, "--samples", help="samples per evaluation and per final model"),
     preset: str = typer.Option("quick", "--preset", help="task preset the fine-tuning methods start from"),
+    eval_at_calls: str = typer.Option("", "--eval-at-calls", help="comma-separated reward-call thresholds at which "
+                                                                  "fine-tuning runs are evaluated, e.g. 768,1536,3072"),
+    variants: list[Path] = typer.Option([], "--variants", help="YAML: label -> config layer (and optional "
+                                                                "`extends: LABEL`, `seeds: N`); repeat to merge "
+                                                                "files label by label, e.g. a sweep's choice.yaml"),
+    lrs: str = typer.Option("", "--lrs", help="comma-separated learning rates: run the learning-rate sweep instead "
+                                              "(chosen by the training reward, written to choice.yaml)"),
+    pick: list[str] = typer.Option([], "--pick", help="with --lrs: NAME=A,B,C makes NAME the candidate label with "
+                                                      "the largest training-reward area at its chosen rate"),
+    compare: str = typer.Option("", "--compare", help="comma-separated A:B pairs of labels: paired differences A - B "
+                                                      "of the areas under the held-out reward curves"),
     overrides: list[str] = SET_OPT,
-    out: Path = typer.Option(..., "--out", help="results folder (rerunning continues it)"),
+    out: Path = typer.Option(..., "--out", help="results folder (rerunning continues it; several processes may "
+                                                "work on it at once)"),
 ):
-    """Run methods under one reward-call budget; write results.json/csv, table.md and plots."""
+    """Run methods under one reward-call budget; write results.json/csv, curves.csv, table.md, stats.json and
+    plots (or, with --lrs, the learning-rate sweep)."""
     with user_errors():
-        names = [m.strip() for m in methods.split(",") if m.strip()]
-        for m in names:
-            method_kind(m)
-        if budget < 1 or seeds < 1 or samples < 2:
-            fail(f"--budget and --seeds must be >= 1, --samples >= 2 (diversity compares pairs); got {budget}, "
-                 f"{seeds}, {samples}")
-        plan = BenchPlan(task, names, budget, seeds, samples, preset, cfg.parse_overrides(overrides))
+        if samples < 2:
+            fail(f"--samples: must be >= 2 (diversity compares pairs), got {samples}")
+        plan = BenchPlan(
+            task, _names(methods), budget, seeds, samples, preset, cfg.parse_overrides(overrides),
+            eval_at_calls=_numbers(eval_at_calls, int, "--eval-at-calls"), first_seed=first_seed,
+            variants=load_variants(*variants), compare=[pair.split(":") for pair in _names(compare)])
+        plan.validate()
         Task.get(task).preset(preset)  # an unknown preset fails before any run starts
-        run_bench(plan, out, log=typer.echo)
-    typer.echo((out / "table.md").read_text())
+        if lrs:
+            picks = dict(_pick(p) for p in pick)
+            done = lr_sweep(plan, _numbers(lrs, float, "--lrs"), out, picks, log=typer.echo) is not None
+            summary = out / "lr_sweep.md"
+        else:
+            done = run_bench(plan, out, log=typer.echo) is not None
+            summary = out / "table.md"
+    if done:
+        typer.echo(summary.read_text())
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _pick(text: str) -> tuple[str, list[str]]:
+    name, _, candidates = text.partition("=")
+    if not name.strip() or not _names(candidates):
+        raise cfg.ConfigError(f"--pick: expected NAME=A,B,..., got {text!r}")
+    return name.strip(), _names(candidates)
+
+
+def _numbers(text: str, kind: type, option: str) -> list:
+    try:
+        return [kind(x) for x in _names(text)]
+    except ValueError:
+        raise cfg.ConfigError(f"{option}: expected comma-separated numbers, got {text!r}") from None
 
 
 def _config_classes() -> dict:

@@ -353,6 +353,13 @@ def test_trajectory(steps):
     torch.testing.assert_close(traj.mask_probs, mask_probs)
     # recording does not change what is sampled
     assert torch.equal(traj.final, model.sample(5, steps=steps, generator=gen(15)))
+    # the sampler's own completions and transition log-probabilities, as a fresh forward gives them
+    with torch.no_grad():
+        for k in range(steps):
+            log_x0 = model.denoise(traj.states[k], traj.times[k].float())
+            assert torch.equal(traj.x0_hat[k], log_x0.argmax(-1))
+            assert torch.equal(traj.step_log_probs[k],
+                               model.revealed_log_prob(traj.states[k], traj.states[k + 1], log_x0))
 
 
 def test_sample_start_and_batches():

@@ -94,7 +94,17 @@ class ExactSoftValue:
         self.times = model.grid(steps)[0].float()
         self.powers = (model.alphabet.size + 1) ** torch.arange(model.length - 1, -1, -1)
 
-    def __call__(self, ctx, x: torch.Tensor, t: torch.Tensor) -> np.ndarray:
+    #: the parts of the `ValueEstimator` interface VIDD's collect asks for: no learned network, no completions
+    #: taken from the roll-in's forward
+    learned = None
+
+    def rollin_completions(self, ctx, traj, drawn_by, k, b):
+        return None
+
+    def reuses(self, ctx, model) -> bool:
+        return False
+
+    def __call__(self, ctx, x: torch.Tensor, t: torch.Tensor, known=None) -> np.ndarray:
         ks = (self.times[None, :] - t.float().cpu()[:, None]).abs().argmin(-1).tolist()
         index = (x.cpu() * self.powers).sum(-1).tolist()
         return np.array([float(self.values[k][i]) for k, i in zip(ks, index)])

@@ -41,7 +41,7 @@ def test_beta_schedule_by_hand():
 def test_trajectories_come_from_the_exploiting_model_or_the_pretrained_one(source, beta):
     ms = models()
     ctx = make_context(ms["student"], ms["rollout"], ms["pretrained"], steps=STEPS)
-    traj = RollIn(RollInConfig(beta=beta, source=source)).sample(ctx, 12)
+    traj = RollIn(RollInConfig(beta=beta, source=source)).sample(ctx, 12)[0]
     assert traj.states.shape == (STEPS + 1, 12, 4) and torch.equal(traj.times, ms["student"].grid(STEPS)[0])
     assert origin(traj.final, ms) == [source if beta == 1.0 else "pretrained"] * 12
 
@@ -51,16 +51,16 @@ def test_beta_mixes_in_proportion_and_follows_the_schedule():
     first. With beta 0 -> 1 over 3 iterations, the last iteration rolls in from the exploiting model only."""
     ms = models()
     ctx = make_context(ms["student"], ms["rollout"], ms["pretrained"], steps=STEPS)
-    names = origin(RollIn(RollInConfig(beta=0.3)).sample(ctx, 600).final, ms)
+    names = origin(RollIn(RollInConfig(beta=0.3)).sample(ctx, 600)[0].final, ms)
     n = names.count("rollout")
     assert abs(n - 180) < 5 * (600 * 0.3 * 0.7) ** 0.5
     assert names == ["rollout"] * n + ["pretrained"] * (600 - n)
     rollin = RollIn(RollInConfig(beta=0.0, beta_end=1.0))
     ctx.total_iterations = 3
     ctx.iteration = 0
-    assert set(origin(rollin.sample(ctx, 10).final, ms)) == {"pretrained"}
+    assert set(origin(rollin.sample(ctx, 10)[0].final, ms)) == {"pretrained"}
     ctx.iteration = 2
-    assert set(origin(rollin.sample(ctx, 10).final, ms)) == {"rollout"}
+    assert set(origin(rollin.sample(ctx, 10)[0].final, ms)) == {"rollout"}
 
 
 def test_replay_buffer_mixes_earlier_roll_ins_and_keeps_the_newest():
@@ -71,7 +71,7 @@ def test_replay_buffer_mixes_earlier_roll_ins_and_keeps_the_newest():
     ctx = make_context(ms["student"], ms["rollout"], ms["pretrained"], steps=STEPS)
     rollin = RollIn(RollInConfig(beta=1.0, replay_size=5, replay_fraction=0.5))
     ctx.chunk = 1
-    first = rollin.sample(ctx, 3)
+    first = rollin.sample(ctx, 3)[0]
     assert list(rollin.fresh) == [1] and torch.equal(rollin.fresh[1], first.states)
     older = torch.full((STEPS + 1, 4, 4), 0)
     older[-1] = torch.arange(4)[:, None]  # four recognisable "trajectories" of an earlier chunk 0
@@ -82,7 +82,7 @@ def test_replay_buffer_mixes_earlier_roll_ins_and_keeps_the_newest():
     assert all(torch.equal(b, first.states[:, i]) for i, b in enumerate(rollin.buffer[2:]))
 
     ctx.chunk = 0
-    batch = rollin.sample(ctx, 4)
+    batch = rollin.sample(ctx, 4)[0]
     assert batch.states.shape[1] == 4
     assert torch.equal(rollin.fresh[0], batch.states[:, :2])
     buffered = [b for b in rollin.buffer]
@@ -95,7 +95,7 @@ def test_no_replay_keeps_nothing():
     ms = models()
     ctx = make_context(ms["student"], ms["rollout"], ms["pretrained"], steps=STEPS)
     rollin = RollIn(RollInConfig())
-    rollin.sample(ctx, 4)
+    rollin.sample(ctx, 4)[0]
     assert rollin.fresh == {} and rollin.buffer == []
 
 
@@ -110,6 +110,6 @@ def test_a_methods_chunk_state_is_its_fresh_roll_ins_and_merging_commits_them():
     ctx.chunk = 3
     method.collect(ctx, 4)
     state = method.chunk_state()
-    assert list(state) == [3] and state[3].shape == (STEPS + 1, 4, 4)
+    assert list(state) == [3] and state[3]["rollin"].shape == (STEPS + 1, 4, 4)
     method.merge_chunk_state(state)
     assert len(method.rollin.buffer) == 4 and method.chunk_state() == {}

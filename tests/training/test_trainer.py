@@ -154,9 +154,9 @@ def test_budget_stops_training_and_counts_exactly(monkeypatch):
             in_monitor[0] = False
 
     monkeypatch.setattr(CountedReward, "monitor", tagged_monitor)
-    config = small_config(iterations=50, reward={"budget": 100})
+    config = small_config(iterations=50, reward={"budget": 40})
     result = finetune(toy_model(), reward, config, log=lambda *a: None)
-    assert result.reward_calls >= 100
+    assert result.reward_calls <= 40
     monitor = result.metrics[-1]["monitor_reward_calls"]
     assert monitor > 0
     # every sequence sent to the reward is counted, training and monitoring apart

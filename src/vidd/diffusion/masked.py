@@ -38,6 +38,11 @@ class Trajectory:
     states: torch.Tensor  # (T + 1, B, L) long
     times: torch.Tensor  # (T + 1,) denoiser times, 1 -> 0
     mask_probs: torch.Tensor  # (T + 1,) m_k, 1 -> 0
+    #: (T, B, L) argmax of the sampler's own log p(x_0 | x_k) at each state k < T (clean positions carried
+    #: over), or None: what a value estimate of x_k by the sampling model needs, without another forward
+    x0_hat: torch.Tensor | None = None
+    #: (T, B) the model-dependent part of the sampler's own log p(x_{k+1} | x_k) (`revealed_log_prob`), or None
+    step_log_probs: torch.Tensor | None = None
 
     @property
     def steps(self) -> int:
@@ -196,19 +201,21 @@ class MaskedDiffusion(nn.Module):
             ])
         times, mask_probs = self.grid(steps)
         x = start.to(self.device) if start is not None else self.initial_state(n)
-        states = [x] if record else None
+        states, completions, log_probs = ([x], [], []) if record else (None, None, None)
         cached = None
         for k in range(steps):
             if cached is None or not use_cache or self.backbone.time_conditioned:
                 cached = self.denoise(x, times[k].float().to(self.device))
             x_next = self.step(x, cached, float(mask_probs[k]), float(mask_probs[k + 1]), generator)
+            if record:
+                completions.append(cached.argmax(-1))
+                log_probs.append(self.revealed_log_prob(x, x_next, cached))
+                states.append(x_next)
             if not torch.equal(x_next, x):
                 cached = None
             x = x_next
-            if record:
-                states.append(x)
         if record:
-            return Trajectory(torch.stack(states), times, mask_probs)
+            return Trajectory(torch.stack(states), times, mask_probs, torch.stack(completions), torch.stack(log_probs))
         return x
 
     # ------------------------------------------------------------- likelihood

@@ -1,8 +1,9 @@
-"""How a domain's samples are stored and compared: the file format and the diversity measure.
+"""How a domain's samples are stored and compared: the file format, the diversity measure and cheap
+naturalness metrics.
 
-The trainer and `vidd bench` only need these two things from a task; the default suits
-fixed-length sequences (FASTA, normalised Hamming diversity). Molecules override both
-(`.smi` files, Tanimoto internal diversity)."""
+The trainer and `vidd bench` only need these things from a task; the default suits
+fixed-length sequences (FASTA, normalised Hamming diversity, no extra metrics). Molecules override
+the first two (`.smi` files, Tanimoto internal diversity)."""
 
 from __future__ import annotations
 
@@ -26,3 +27,7 @@ class SampleFormat:
 
     def diversity(self, seqs: list[str]) -> float:
         return diversity(seqs)
+
+    def sample_metrics(self, seqs: list[str]) -> dict[str, float]:
+        """Metrics cheap enough for every evaluation during training (logged as `eval_<key>`)."""
+        return {}

@@ -27,10 +27,15 @@ class RewardFailure(UserError, RuntimeError):
     pass
 
 
+class BudgetExhausted(RuntimeError):
+    """A training-reward call that would take the distinct calls past `budget`; nothing was evaluated."""
+
+
 @dataclass
 class RewardPolicy:
     cache: bool = option(True, "answer repeated sequences from a cache (not counted again)")
-    budget: int = option(0, "stop training once this many distinct reward calls were made (0: no budget)")
+    budget: int = option(0, "distinct training-reward calls a run may make, never more: the last collection is "
+                            "trimmed, or training stops, before the budget would be exceeded (0: no budget)")
     on_failure: Literal["error", "penalty"] = option(
         "error", "what a NaN/inf value or an exception from the reward becomes: stop with an error, "
                  "or the `penalty` value (logged and counted as failures)")
@@ -75,8 +80,15 @@ class CountedReward:
         return self.reward.name
 
     @property
-    def exhausted(self) -> bool:
-        return self.policy.budget > 0 and self.calls >= self.policy.budget
+    def remaining(self) -> int | None:
+        """Calls left in the budget (None: no budget)."""
+        return self.policy.budget - self.calls if self.policy.budget > 0 else None
+
+    def check_budget(self, n: int) -> None:
+        """Refuse `n` more distinct calls when they would exceed the budget."""
+        if self.policy.budget > 0 and self.calls + n > self.policy.budget:
+            raise BudgetExhausted(f"{n} more reward calls would exceed the budget of {self.policy.budget} "
+                                  f"({self.calls} made)")
 
     def check_failures(self) -> None:
         """Stop (RewardFailure) once more than `policy.max_failure_fraction` of the sequences scored failed."""
@@ -95,6 +107,7 @@ class CountedReward:
     def _call(self, seqs: list[str]) -> np.ndarray:
         todo = list(dict.fromkeys(s for s in seqs if s not in self.cache)) if self.policy.cache else seqs
         if todo:
+            self.check_budget(len(todo))
             start = time.perf_counter()
             values = self._evaluate(todo)
             self.seconds += time.perf_counter() - start
@@ -110,6 +123,7 @@ class CountedReward:
         so the same sequences are not paid for again."""
         seqs = list(seqs)
         with self._lock:
+            self.check_budget(len(seqs))
             self.calls += len(seqs)
             if self.policy.cache:
                 self._remember(seqs, np.asarray(values, dtype=np.float64).reshape(-1).tolist(), paid=False)

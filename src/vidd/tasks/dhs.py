@@ -82,6 +82,10 @@ class DHSHepG2(Task):
             "n": len(seqs),
         }
 
+    def sample_metrics(self, seqs: list[str]) -> dict[str, float]:
+        """3-mer correlation with the reference set, for every evaluation during training."""
+        return {"kmer3_corr": metrics.kmer_corr(seqs, self.reference, k=3)}
+
     def model_report(self, model: MaskedDiffusion, n_samples: int = 1000, steps: int = 128,
                      elbo_draws: int = 4, seed: int = 0) -> dict:
         """Quality of a pretrained model on the held-out test split (chr1), next to a 5th-order Markov chain.

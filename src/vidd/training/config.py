@@ -16,7 +16,7 @@ from vidd.training.trackers import Tracker
 #: the fields (and sections) a resumed run may change: how long it runs, how it is evaluated and where it runs
 RESUMABLE = ("iterations", "eval_every", "eval_samples", "final_samples", "likelihood_samples", "checkpoint_every",
              "threads", "device", "overlap", "distributed_backend", "reward.budget", "reward.on_failure",
-             "reward.max_failure_fraction", "reward.executor")
+             "reward.max_failure_fraction", "reward.executor", "report_to", "eval_at_calls", "stop_after_idle")
 
 
 def _flatten(data: dict, prefix: str = "") -> dict:
@@ -48,9 +48,15 @@ class FinetuneConfig:
     task: dict = option(
         {}, "the task's settings, e.g. {length: 64, structure: helix} for protein-ss (fields: docs/tasks/*.md); "
             "empty: the task's defaults")
-    log_rollin_reward: bool = option(True, "score each iteration's roll-in samples with the training reward "
-                                           "(counted calls) to log reward statistics")
+    log_rollin_reward: bool = option(True, "score each iteration's roll-in samples with the training reward to "
+                                           "log reward statistics (free where training calls scored them, else "
+                                           "counted as monitor calls, outside the budget)")
+    stop_after_idle: int = option(0, "end the run after this many consecutive iterations without a new training-"
+                                      "reward call (0: never); under a budget, a model that collapsed onto sequences "
+                                      "it has scored before would otherwise train for free until `iterations`")
     eval_every: int = option(10, "iterations between evaluations of the student (0: only at the end)")
+    eval_at_calls: list[int] = option([], "also evaluate after the iteration in which the distinct training-reward "
+                                          "calls reach each of these numbers, e.g. [768, 1536, 3072]")
     eval_samples: int = option(64, "student samples per evaluation")
     final_samples: int = option(256, "student samples scored by the final evaluation (final_eval.json)")
     likelihood_samples: int = option(16, "Monte Carlo steps of the pretrained model's ELBO per sample (at most "
@@ -93,6 +99,10 @@ class FinetuneConfig:
             if not math.isfinite(value) or value < 0 or (low == "> 0" and value == 0):
                 raise ConfigError(f"{name}: must be a finite number {low}, got {value}")
         parse_device(self.device)
+        if self.stop_after_idle < 0:
+            raise ConfigError(f"stop_after_idle: must be >= 0 (0: never), got {self.stop_after_idle}")
+        if any(c < 1 for c in self.eval_at_calls):
+            raise ConfigError(f"eval_at_calls: every threshold must be >= 1, got {self.eval_at_calls}")
 
     def resume_changes(self, stored: "FinetuneConfig") -> dict[str, list]:
         """The settings this config changes in the run `stored` describes, as {dotted field: [old, new]}.
@@ -131,9 +141,8 @@ class FinetuneConfig:
     def derived(self, world: int = 1) -> dict:
         trajectories = self.batch_size * self.accumulation
         states = self.method.training_states(trajectories, self.steps)
-        calls = self.method.reward_calls(trajectories, states) + (trajectories if self.log_rollin_reward else 0)
         rows = {"trajectories per update": trajectories, "training states per update (at most)": states,
-                "reward calls per iteration (at most, before caching)": calls}
+                "reward calls per iteration (at most, before caching)": self.method.reward_calls(trajectories, states)}
         if world > 1:
             rows.update({"processes": world, "accumulation steps per process": self.accumulation // world,
                          "trajectories per process per update": trajectories // world})

@@ -264,7 +264,7 @@ def test_states_and_endpoints_pair_each_state_with_its_own_final_sample():
     model = table_model(LENGTH, seed=1)
     ctx = make_context(model, reward=hand_reward, steps=STEPS, seed=3)
     method = DDPP(DDPPConfig(timesteps=0, rollin=RollInConfig(beta=1.0, source="student")))
-    x_t, t, x0, r0, traj = method.states_and_endpoints(ctx, 6, 0)
+    x_t, t, x0, r0, _, traj = method.states_and_endpoints(ctx, 6, 0, method.value)
     b, k, expected_x, expected_t = masked_states(ctx, traj, 0)
     assert torch.equal(x_t, expected_x) and torch.equal(t, expected_t)
     assert torch.equal(x0, traj.final[b])

@@ -137,6 +137,7 @@ class DRAKES(Method):
 
     def example_loss(self, ctx: Context, ex: dict[str, torch.Tensor]) -> torch.Tensor:
         reward = differentiable_reward(ctx.reward.reward)
+        ctx.reward.check_budget(len(ex["seed"]))  # before the reward runs: `record` counts these rows after it
         x, kl = self.relaxed_sample(ctx, ex)
         r = reward.score_onehot(x[..., : x.shape[-1] - 1])
         hard = ctx.student.alphabet.decode(x.detach().argmax(-1).cpu())  # straight-through: x is one-hot
