@@ -8,7 +8,12 @@ import time
 import numpy as np
 import pytest
 
-from vidd.rewards.counted import CountedReward, RewardFailure, RewardPolicy
+from vidd.rewards.counted import (
+    BudgetExhausted,
+    CountedReward,
+    RewardFailure,
+    RewardPolicy,
+)
 
 
 class Recorder:
@@ -53,12 +58,19 @@ def test_without_the_cache_every_row_is_sent_and_counted():
     assert reward.batches == [["GG", "GG", "AC"], ["GG"]] and counted.calls == 4 and counted.cache == {}
 
 
-@pytest.mark.parametrize("budget,calls,exhausted", [(0, 10, False), (5, 4, False), (5, 5, True), (5, 6, True),
-                                                     (1, 1, True)])
-def test_budget_boundary(budget, calls, exhausted):
+@pytest.mark.parametrize("budget,calls,remaining", [(0, 10, None), (5, 4, 1), (5, 5, 0), (1, 1, 0)])
+def test_budget_boundary(budget, calls, remaining):
     counted = CountedReward(Recorder(), RewardPolicy(budget=budget))
     counted([f"{'G' * i}A" for i in range(calls)])
-    assert counted.calls == calls and counted.exhausted is exhausted
+    assert counted.calls == calls and counted.remaining == remaining
+
+
+def test_a_call_past_the_budget_is_refused_before_the_reward_runs():
+    reward = Recorder()
+    counted = CountedReward(reward, RewardPolicy(budget=5))
+    with pytest.raises(BudgetExhausted):
+        counted([f"{'G' * i}A" for i in range(6)])
+    assert counted.calls == 0 and reward.batches == []
 
 
 def test_monitoring_is_counted_apart_and_not_cached():
