@@ -68,7 +68,7 @@ def test_reward_terms_are_columns_and_their_calls_count_as_monitor_calls():
 
 def test_the_default_reward_shows_a_failing_sequence_as_nan():
     class Failing(ToyGC):
-        name = "test-toy-failing"
+        name = "test-toy-failing-table"
 
         def training_reward(self):
             return lambda seqs: [np.nan if s.startswith("A") else 1.0 for s in seqs]
