@@ -138,12 +138,15 @@ class Mutant:
     seconds: float = 0.0
     failed_test: str = ""
     justification: str = ""
+    dup: int = 0  # n > 0: the n-th other mutant of the file with the same line, column and change
+
 
     @property
     def key(self) -> str:
         """Identity for justifications: file, line, column, operator and the change itself (stable while the
         file's lines do not move)."""
-        return f"{self.file}:{self.line}:{self.col}:{self.operator}:{self.description}"
+        key = f"{self.file}:{self.line}:{self.col}:{self.operator}:{self.description}"
+        return f"{key}#{self.dup}" if self.dup else key
 
 
 def _parents(tree: ast.AST) -> dict[ast.AST, ast.AST]:
@@ -324,6 +327,7 @@ def mutants_of(path: str) -> list[Mutant]:
             continue
         out.append(Mutant(path, index, operator, line, col, description, lines[line - 1].strip(),
                           mutated_statement(tree, index, operator)))
+        out[-1].dup = sum(m.key == out[-1].key for m in out[:-1])  # e.g. the two `*` of `a * b * c`
     return out
 
 
@@ -493,6 +497,14 @@ def run(args) -> int:
         every = mutants_of(f)
         totals[f] = len(every)
         plan.extend(select(every, args.max_per_file, args.seed))
+    if args.survivors:  # only the earlier report's survivors (after new tests), merged back into it
+        args.update = True
+        if not (Path(args.out) / "report.json").is_file():
+            print("--survivors needs an earlier report.json", file=sys.stderr)
+            return 2
+        alive = {m.key for m in load_report(Path(args.out))[1] if m.status == "survived"}
+        plan = [m for m in plan if m.key in alive]
+        files = [f for f in files if any(m.file == f for m in plan)]
     if args.list:
         for m in plan:
             print(f"{m.key}    | {m.source_line}    -> {m.mutated}")
@@ -555,6 +567,12 @@ def save(args, plan: list[Mutant], totals: dict[str, int], done: list[str], star
                 "seed": args.seed, "files": list(done)}
     plan = [m for m in plan if m.file in done]
     runs = [this_run]
+    if args.survivors:  # replace just the rerun survivors' results
+        old_runs, old_plan, old_totals = previous
+        rerun = {m.key: m for m in plan}
+        this_run["survivors_only"] = True
+        write_report([rerun.get(m.key, m) for m in old_plan], old_totals, old_runs + runs, Path(args.out))
+        return
     if previous is not None:  # keep the other files' earlier results
         old_runs, old_plan, old_totals = previous
         plan = [m for m in old_plan if m.file not in done] + plan
@@ -577,8 +595,9 @@ def _mutant_from(record: dict) -> Mutant:
     fields = {f: record[f] for f in Mutant.__dataclass_fields__ if f in record}
     if "file" not in fields:
         file, line, col, operator, description = record["key"].split(":", 4)
+        description, _, dup = description.partition("#")
         fields.update(file=file, line=int(line), col=int(col), operator=operator, description=description,
-                      index=-1)
+                      index=-1, dup=int(dup or 0))
     return Mutant(**fields)
 
 
@@ -616,7 +635,8 @@ def write_report(plan: list[Mutant], totals: dict[str, int], runs: list[dict], o
     (out / "report.json").write_text(json.dumps(summary, indent=1) + "\n")
     lines = ["# Mutation testing report", "", "Produced by:", ""]
     for r in runs:
-        lines.append(f"- `{r['command']}` (commit {r['commit']}, {r['date']}; {r['seconds'] / 60:.0f} min wall "
+        only = " (reran the earlier survivors only)" if r.get("survivors_only") else ""
+        lines.append(f"- `{r['command']}`{only} (commit {r['commit']}, {r['date']}; {r['seconds'] / 60:.0f} min wall "
                      f"clock, {r['cpu_seconds'] / 60:.1f} min of CPU time in the test runs): "
                      + ", ".join(f"`{f}`" for f in r["files"]))
     lines += ["", f"**Overall: {killed} of {n} mutants killed ({100 * summary['kill_rate']:.1f}%).**", "",
@@ -668,6 +688,8 @@ def main(argv=None) -> int:
     p.add_argument("--list", action="store_true", help="list the mutants and exit")
     p.add_argument("--update", action="store_true", help="rerun only --files and keep the other files' results "
                    "of the existing report")
+    p.add_argument("--survivors", action="store_true", help="rerun only the survivors of the existing report "
+                   "(e.g. after adding tests) and update their results in it")
     p.add_argument("--planted", action="store_true", help="check the bugs planted in issue 19 (PLANTED) instead")
     p.add_argument("--report-only", action="store_true", help="rewrite report.md / report.json from report.json "
                    "and justifications.yaml without running anything")

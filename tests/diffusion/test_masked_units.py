@@ -57,3 +57,15 @@ def test_grid_clamps_the_mask_probabilities_to_0_1():
     expected = (1.5 * torch.linspace(1.0, 0.0, 7, dtype=torch.float64)).clamp(0.0, 1.0)
     torch.testing.assert_close(mask_probs, expected)
     assert mask_probs[1] == 1.0 and mask_probs[-1] == 0.0
+
+
+def test_batch_size_bounds_the_denoiser_batches():
+    """sample(n, batch_size=b) never sends the denoiser more than b sequences at once, and returns n samples.
+
+    Kills: the batching skipped (e.g. only applied when recording)."""
+    model = table_model(length=3, seed=1)
+    sizes = []
+    forward = model.backbone.forward
+    model.backbone.forward = lambda x, t: sizes.append(len(x)) or forward(x, t)
+    out = model.sample(10, 8, torch.Generator().manual_seed(0), batch_size=4)
+    assert out.shape == (10, 3) and max(sizes) == 4 and min(sizes) == 2
