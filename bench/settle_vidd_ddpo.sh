@@ -9,6 +9,8 @@
 #   bash bench/settle_vidd_ddpo.sh [OUT]               # -> bench/results/dhs-hepg2-settle
 #   SMOKE=1 bash bench/settle_vidd_ddpo.sh /tmp/smoke  # the same stages at a tiny scale (minutes)
 #   VIDD="python -m vidd" bash bench/settle_vidd_ddpo.sh
+#   LRS=1e-3,3e-3 TUNING_SEEDS=1 bash bench/settle_vidd_ddpo.sh   # a cheaper sweep (also SWEEP_BUDGET, SWEEP_SAMPLES)
+# Relative paths are taken from the repository root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-bench/results/dhs-hepg2-settle}
@@ -20,8 +22,10 @@ if [[ ${SMOKE:-0} == 1 ]]; then
   SWEEP=(--budget 96 --eval-at-calls 48,96 --samples 8 --seeds 1 --lrs 1e-3,3e-3)
   MAIN=(--budget 192 --eval-at-calls 48,96,192 --samples 8 --seeds 2)
   SHAPES=(--set steps=8 --set batch_size=4 --set likelihood_samples=1)
-else
-  SWEEP=(--budget 1536 --eval-at-calls 384,768,1536 --samples 64 --seeds 2 --lrs 3e-4,1e-3,3e-3)
+else  # the sweep's knobs (the largest share of the cost after DDPO and DRAKES) may be set from the environment
+  B=${SWEEP_BUDGET:-1536}
+  SWEEP=(--budget "$B" --eval-at-calls $((B / 4)),$((B / 2)),"$B" --samples "${SWEEP_SAMPLES:-64}"
+         --seeds "${TUNING_SEEDS:-2}" --lrs "${LRS:-3e-4,1e-3,3e-3}")
   MAIN=(--budget 6144 --eval-at-calls 384,768,1536,3072,6144 --samples 128 --seeds 3)
   SHAPES=()
 fi

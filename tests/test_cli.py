@@ -157,6 +157,25 @@ def test_bench_rejects_unknown_method(tmp_path):
     assert r.exit_code == 2 and "unknown method 'nope'" in r.output
 
 
+@pytest.mark.parametrize("args,message", [
+    (["--eval-at-calls", "5,x"], "--eval-at-calls: expected comma-separated numbers"),
+    (["--eval-at-calls", "5,20"], "every threshold must lie in [1, budget = 10]"),
+    (["--compare", "vidd:ddpo"], "--compare: vidd:ddpo must name two of the benchmark's methods"),
+    (["--lrs", "1e-3", "--pick", "best"], "--pick: expected NAME=A,B,..."),
+    (["--lrs", "1e-3", "--pick", "best=vidd,nope"], "--pick: best=vidd,nope must name a new label"),
+    (["--methods", "v2", "--variants", "VARIANTS"], "v2 extends 'v1', which is neither a variant nor a method"),
+])
+def test_bench_option_errors_stop_before_any_run(tmp_path, args, message):
+    variants = tmp_path / "variants.yaml"
+    variants.write_text("v2: {extends: v1}\n")
+    args = [str(variants) if a == "VARIANTS" else a for a in args]
+    if "--methods" not in args:
+        args = ["--methods", "vidd", *args]
+    r = invoke("bench", ToyGC.name, "--budget", "10", "--out", tmp_path / "b", *args)
+    assert r.exit_code == 2 and message in r.output, r.output
+    assert not (tmp_path / "b" / "runs").exists()
+
+
 def test_sample_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
     bogus = tmp_path / "model.pt"
     bogus.write_text("not a checkpoint")

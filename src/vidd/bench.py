@@ -43,7 +43,7 @@ from vidd.core.atomic import atomic_open
 from vidd.core.config import ConfigError
 from vidd.core.errors import UserError
 from vidd.core.runfolder import RunFolder
-from vidd.eval.benchstats import bootstrap_interval, log_area, paired_difference, shared_range
+from vidd.eval.benchstats import bootstrap_interval, comparison_range, log_area, paired_difference
 from vidd.guidance import Guidance
 from vidd.rewards.counted import CountedReward
 from vidd.rewards.executors import served_reward
@@ -232,18 +232,19 @@ def _release(path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------- running
-#: the plan fields that say what a cell's run is: a folder keeps them (methods and seeds may be added)
-CELL_DEFINING = ("task", "budget", "samples", "preset", "overrides", "eval_at_calls", "variants")
+#: the plan fields that say what a cell's run is: a folder keeps them (methods, seeds and variants may be added)
+CELL_DEFINING = ("task", "budget", "samples", "preset", "overrides", "eval_at_calls")
 
 
 def _check_plan_file(plan: BenchPlan, out: Path) -> None:
-    """A results folder holds one benchmark: a rerun (or another process) may add methods or seeds, but must run
-    every cell as before."""
+    """A results folder holds one benchmark: a rerun (or another process) may add methods, seeds or variants,
+    but must run every cell as before."""
     path = out / "plan.json"
     mine = json.loads(json.dumps(asdict(plan)))
     if path.is_file():
         theirs = json.loads(path.read_text())
         changed = [k for k in CELL_DEFINING if k in theirs and theirs[k] != mine[k]]
+        changed += [f"variant {k}" for k, v in theirs.get("variants", {}).items() if mine["variants"].get(k, v) != v]
         if changed:
             raise UserError(f"{out} holds another benchmark ({', '.join(changed)} differ from its plan.json); choose "
                             f"another --out")
@@ -415,7 +416,7 @@ def curve_statistics(rows: list[dict], out: Path, plan: BenchPlan) -> dict:
         stats["auc_calls"].setdefault(label, {})[seed] = area
     for a, b in plan.compare:
         pair = [c for key, c in curves.items() if key[0] in (a, b)]
-        s_low, s_high = shared_range([_xy(c, "train_seconds", "reward") for c in pair])
+        s_low, s_high = comparison_range([_xy(c, "train_seconds", "reward") for c in pair])
         seconds = {key: log_area(*_xy(c, "train_seconds", "reward"), s_low, s_high)
                    for key, c in curves.items() if key[0] in (a, b)}
         by = {lab: {seed: v for (x, seed), v in seconds.items() if x == lab} for lab in (a, b)}
@@ -485,6 +486,12 @@ def write_outputs(rows: list[dict], out: Path, plan: BenchPlan) -> None:
     plot(rows, out, plan)
 
 
+def _save(fig, path: Path) -> None:
+    """Atomically: two worker processes may write the summary at once."""
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
+
+
 def _legend(ax) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
@@ -495,8 +502,10 @@ def plot(rows: list[dict], out: Path, plan: BenchPlan) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
-    color = {label: f"C{i % 10}" for i, label in enumerate(plan.methods)}
+    palette = plt.get_cmap("tab10" if len(plan.methods) <= 10 else "tab20")
+    color = {label: palette(i % palette.N) for i, label in enumerate(plan.methods)}
     ok = [r for r in rows if r.get("status") == "ok"]
     metrics = Task.get(plan.task).table_metrics
     held_out = metrics[0] if metrics else None  # the final evaluation's held-out reward
@@ -520,12 +529,14 @@ def plot(rows: list[dict], out: Path, plan: BenchPlan) -> None:
                        and r.get(held_out) is not None and r.get("reward_calls", 0) > 0]
                 if pts:
                     ax.scatter(*zip(*pts), marker="*", s=60, color=color[label], label=label)
-        ax.set_xscale("log" if x in ("calls", "train_seconds") else "linear")
+        if x in ("calls", "train_seconds"):
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log range overlap
         ax.set_title(title, fontsize=9)
         ax.set_xlabel(x.replace("_", " "))
     _legend(axes.flat[0])
     fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=110)
+    _save(fig, out / "curves.png")
     plt.close(fig)
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -544,5 +555,5 @@ def plot(rows: list[dict], out: Path, plan: BenchPlan) -> None:
     _legend(axes[0])
     fig.suptitle("reward against naturalness (every evaluation of every run)")
     fig.tight_layout()
-    fig.savefig(out / "tradeoff.png", dpi=110)
+    _save(fig, out / "tradeoff.png")
     plt.close(fig)

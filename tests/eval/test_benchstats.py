@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from vidd.eval.benchstats import bootstrap_interval, log_area, paired_difference, shared_range
+from vidd.eval.benchstats import bootstrap_interval, comparison_range, log_area, paired_difference
 
 
 def test_log_area_is_the_mean_height_over_log_x():
@@ -35,5 +35,6 @@ def test_paired_difference_uses_the_seeds_both_have():
     assert diff["low"] >= 2.0 and diff["high"] <= 3.0
 
 
-def test_shared_range_is_what_every_curve_covers():
-    assert shared_range([([1.0, 5.0, 9.0], []), ([0.0, 2.0, 7.0], [])]) == (2.0, 7.0)
+def test_comparison_range_starts_when_every_curve_has_begun():
+    assert comparison_range([([1.0, 5.0, 9.0], []), ([0.0, 2.0, 7.0], [])]) == (2.0, 9.0)
+    assert comparison_range([([1.0, 2.0], []), ([5.0, 8.0], [])]) == (5.0, 8.0)  # the first held at its end

@@ -41,11 +41,12 @@ def log_area(x, y, low: float, high: float, grid: int = 512) -> float:
     return float(np.trapezoid(np.interp(grid_x, log_x, y), grid_x) / (grid_x[-1] - grid_x[0]))
 
 
-def shared_range(curves: list[tuple[list, list]]) -> tuple[float, float]:
-    """The x range every curve covers: (largest first x, smallest last x) over curves of positive x."""
-    firsts = [min(v for v in x if v > 0) for x, _ in curves if any(v > 0 for v in x)]
-    lasts = [max(x) for x, _ in curves if any(v > 0 for v in x)]
-    return (max(firsts), min(lasts)) if firsts else (float("nan"), float("nan"))
+def comparison_range(curves: list[tuple[list, list]]) -> tuple[float, float]:
+    """The x range over which curves of one budget are compared: from the latest first point (every curve has
+    begun) to the latest last point (a curve that ended earlier, its budget spent, holds its last value)."""
+    xs = [[v for v in x if v > 0] for x, _ in curves]
+    xs = [x for x in xs if x]
+    return (max(min(x) for x in xs), max(max(x) for x in xs)) if xs else (float("nan"), float("nan"))
 
 
 def paired_difference(a: dict, b: dict, **bootstrap) -> dict:
