@@ -121,7 +121,7 @@ def test_docs_config_tables_are_current():
     """docs/config.md holds every command's table and every built-in method's (methods that tests register
     are left out)."""
     doc = (Path(__file__).parents[1] / "docs" / "config.md").read_text()
-    for command, method in (("finetune", "vidd"), ("pretrain", None), ("train-oracle", None)):
+    for command, method in (("finetune", "vidd"), ("pretrain", None), ("train-oracle", None), ("assay-oracle", None)):
         assert config_markdown(command, method) in doc, f"docs/config.md is stale: run `vidd config {command}`"
     for name, cls in Method.registry.items():
         if cls.__module__.startswith("vidd.") and name != "vidd":  # vidd's fields are in the finetune table

@@ -22,6 +22,7 @@ from support.toy import toy_model
 from vidd.cli import app
 from vidd.core import config as cfg
 from vidd.diffusion.pretrain import PretrainConfig
+from vidd.rewards.assay_oracle import AssayOracleConfig
 from vidd.rewards.oracle import OracleConfig
 from vidd.tasks import Task
 from vidd.training import FinetuneConfig
@@ -123,7 +124,8 @@ def check_vidd(args: list[str], where: str) -> None:
     if preset is not None:
         assert preset in Task.registry[args[1]].preset_names(), f"{where}: task {args[1]} has no preset {preset}"
     if sets:
-        cfg.build(CONFIGS[args[0]], cfg.parse_overrides(sets))  # every --set names a field and a valid value
+        config = AssayOracleConfig if args[0] == "train-oracle" and "--data" in args else CONFIGS[args[0]]
+        cfg.build(config, cfg.parse_overrides(sets))  # every --set names a field and a valid value
 
 
 @pytest.mark.parametrize("name, code", blocks("shell"), ids=lambda x: x if "\n" not in x else None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from contextlib import contextmanager
@@ -23,14 +24,20 @@ from vidd.core.runfolder import RunFolder
 from vidd.core.safefiles import load_trusted
 from vidd.core.seqio import write_table
 from vidd.data import dhs
-from vidd.data.corpus import load_corpus
+from vidd.data.corpus import load_corpus, read_corpus
+from vidd.data.assays import read_labelled, write_synthetic_h3_library
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.diffusion.pretrain import PretrainConfig, pretrain as run_pretraining
 from vidd.eval.report import write_report
 from vidd.rewards import oracle
+from vidd.rewards.assay_oracle import (
+    ALPHABET_NAMES, SPEC_FILE, AssayOracle, AssayOracleConfig, score_table, train_assay_oracle,
+)
 from vidd.rewards.oracle import OracleConfig, load_classifier, oracle_report, train_oracle
-from vidd.run import build_run, finetune_config, resume_config
+from vidd.rewards.specs import FORMS, absolute_spec
+from vidd.run import build_run, finetune_config, resume_config, run_task, write_report_tables
 from vidd.tasks import Task
+from vidd.tasks.custom import CUSTOM
 from vidd.training import FinetuneConfig
 from vidd.training.objectives import Method
 
@@ -132,15 +139,41 @@ def pretrain(
 
 @app.command("train-oracle")
 def train_oracle_cmd(
-    out: Path = typer.Option(..., "--out", help="output model folder (config.json + model.safetensors)"),
-    task: str = typer.Option("dhs-hepg2", "--task", help="task whose oracle to train (dhs-hepg2)"),
+    out: Path = typer.Option(..., "--out", help="output folder: a cell-type oracle (config.json + model.safetensors, "
+                                                "--task) or an assay oracle (--data)"),
+    task: Optional[str] = typer.Option(None, "--task", help="task whose cell-type oracle to train (dhs-hepg2, the "
+                                                            "default without --data)"),
+    data: Optional[Path] = typer.Option(None, "--data", help="CSV/TSV of labelled sequences: train an assay oracle "
+                                                             "(docs/oracles.md; fields: `vidd config assay-oracle`)"),
+    sequence_column: str = typer.Option("sequence", "--sequence-column", help="--data: the sequence column"),
+    label_column: str = typer.Option("label", "--label-column", help="--data: the label column (0/1 or real)"),
+    alphabet: Optional[str] = typer.Option(None, "--alphabet", help="--data: DNA, RNA, protein, SELFIES or "
+                                                                    "custom:LETTERS"),
+    model: Optional[str] = typer.Option(None, "--model", help="--data: cnn, ridge or logistic (field `model`)"),
+    features: Optional[str] = typer.Option(None, "--features", help="--data: onehot or kmer (field `features`)"),
+    ensemble: Optional[int] = typer.Option(None, "--ensemble", help="--data: ensemble members (field `ensemble`)"),
     config_file: Optional[Path] = CONFIG_OPT,
     overrides: list[str] = SET_OPT,
 ):
-    """Train a cell-type classifier oracle on one half of a task's training split (e.g. --set half=0 --set seed=1)."""
+    """Train an assay oracle on labelled sequences (--data), or a task's cell-type classifier oracle on one half
+    of its training split (--task dhs-hepg2, e.g. --set half=0 --set seed=1)."""
+    flags = {k: v for k, v in {"model": model, "features": features, "ensemble": ensemble}.items() if v is not None}
     with user_errors():
+        if data is not None:
+            if task is not None:
+                fail("give --task (a task's cell-type oracle) or --data (an assay oracle), not both")
+            if alphabet is None:
+                fail(f"--data needs --alphabet: one of {', '.join(ALPHABET_NAMES)}")
+            config = cfg.build(AssayOracleConfig, *layers(config_file, overrides), flags)
+            trained = train_assay_oracle(config, read_labelled(data, sequence_column, label_column), alphabet,
+                                         log=typer.echo)
+            trained.save(out)
+            typer.echo(f"saved {out} (report: {out / SPEC_FILE})")
+            return
+        if flags or alphabet is not None:
+            fail("--alphabet, --model, --features and --ensemble apply to an assay oracle (--data)")
         config = cfg.build(OracleConfig, *layers(config_file, overrides))
-        data = _oracle_data(task)
+        data = _oracle_data(task or "dhs-hepg2")
         test = data["test"]
         model = train_oracle(config, data["train"].sequences, data["train"].labels, data["valid"].sequences,
                              data["valid"].labels, out, log=typer.echo, test=(test.sequences, test.labels))
@@ -148,6 +181,60 @@ def train_oracle_cmd(
     typer.echo(f"test HepG2-vs-rest AUROC {m['test_auroc_HepG2']:.4f}, test 4-class accuracy "
                f"{m['test_accuracy']:.4f} (best epoch {m['best_epoch']}, {m['train_seconds']:.0f}s)")
     typer.echo(f"saved {out}")
+
+
+@app.command("oracle-predict")
+def oracle_predict(
+    oracle: Path = typer.Argument(..., help="an assay oracle folder (vidd train-oracle --data)"),
+    out: Path = typer.Option(..., "--out", help="CSV of the distinct sequences: rank, sequence, count, score, "
+                                                "mean, std"),
+    run: Optional[Path] = typer.Option(None, "--run", help="score a fine-tuning run's final samples as its task "
+                                                          "(--task) gives them to the oracle (antibody tasks: the "
+                                                          "CDR-H3 loops)"),
+    task: Optional[str] = typer.Option(None, "--task", help="with --run: the run's task"),
+    samples: Optional[Path] = typer.Option(None, "--samples", help="FASTA, SMILES or a table (.csv, .tsv, .tab) with "
+                                                                  "--column (with --run: a sample file of its task)"),
+    sequence_column: Optional[str] = typer.Option(None, "--column", help="the sequence column of a table"),
+    pessimism: float = typer.Option(0.0, "--pessimism", help="score = ensemble mean - k std"),
+):
+    """Score sequences with an assay oracle, best first, to pick designs (docs/oracles.md)."""
+    with user_errors():
+        if (run is None) != (task is None):
+            fail("--run and --task go together: the run folder and its task")
+        model = AssayOracle.load(oracle)
+        if run is not None:
+            folder = RunFolder(run)
+            t = run_task(task, resume_config(folder))
+            seqs = t.oracle_input(t.read_samples(samples or folder.samples_file("final", t.sample_suffix)), model)
+        elif samples is None:
+            fail("give --run RUN --task TASK (the run's final samples) or --samples FILE")
+        else:
+            seqs = read_corpus(samples, sequence_column)
+        rows = score_table(model, seqs, pessimism)
+        with atomic_open(out) as f:
+            writer = csv.DictWriter(f, list(rows[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+    table = Table(title=f"{oracle}: {len(seqs)} sequences, {len(rows)} distinct (best 10)")
+    for column in rows[0]:
+        table.add_column(column, justify="left" if column == "sequence" else "right")
+    for r in rows[:10]:
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()))
+    Console().print(table)
+    typer.echo(f"wrote {out}")
+
+
+@app.command("synthetic-assay")
+def synthetic_assay(
+    out: Path = typer.Option(..., "--out", help="CSV file to write"),
+    n: int = typer.Option(2000, "--n", help="number of variants"),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Write vidd's SYNTHETIC example assay: trastuzumab CDR-H3 variants labelled by a planted rule
+    (docs/oracles.md)."""
+    with user_errors():
+        write_synthetic_h3_library(out, n, seed)
+    typer.echo(f"wrote {n} synthetic variants to {out}")
 
 
 @app.command("oracle-report")
@@ -285,27 +372,45 @@ def _preset_help() -> str:
 
 @app.command()
 def finetune(
-    task: str = typer.Argument(..., help="task name, e.g. dhs-hepg2"),
+    task: Optional[str] = typer.Argument(None, help="task name, e.g. dhs-hepg2 (with --model / --reward: the base "
+                                                    "task, optional; `custom` to resume such a run)"),
     out: Optional[Path] = typer.Option(None, "--out", help="new run folder"),
     preset: Optional[str] = typer.Option(None, "--preset", help=_preset_help()),
     config_file: Optional[Path] = CONFIG_OPT,
     overrides: list[str] = SET_OPT,
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the interrupted run in this folder"),
     trust_checkpoint: bool = TRUST_OPT,
+    model: Optional[Path] = typer.Option(None, "--model", help="fine-tune this model folder (the task `custom`, "
+                                                              "docs/rewards.md)"),
+    reward: Optional[str] = typer.Option(None, "--reward", help=f"train against this reward: {FORMS}"),
+    eval_reward: Optional[str] = typer.Option(None, "--eval-reward", help="evaluate with this reward (same forms)"),
 ):
-    """Fine-tune the task's pretrained model against its training reward (default method: VIDD)."""
+    """Fine-tune the task's pretrained model against its training reward (default method: VIDD), or any model
+    against any reward (--model, --reward: the task `custom`, over TASK as its base task if given)."""
+    custom = {k: v for k, v in {"model": model and str(model.resolve()), "reward": reward and absolute_spec(reward),
+                                "eval_reward": eval_reward and absolute_spec(eval_reward)}.items() if v}
     with user_errors():
-        t = Task.get(task)
         if resume:
-            if out or preset or config_file:
+            if out or preset or config_file or custom:
                 fail("--resume takes the run folder; its config.yaml is used (only --set may change it)")
+            if task is None:
+                fail(f"give the run's task: vidd finetune TASK --resume {resume} (`{CUSTOM}` for a run made with "
+                     f"--model / --reward)")
             config = resume_config(RunFolder(resume), cfg.parse_overrides(overrides))
             out = resume
         elif out is None:
             fail("give --out RUN (a new run folder) or --resume RUN")
+        elif custom:
+            base = {"base": task} if task and task != CUSTOM else {}
+            presets = Task.get(task) if base else None
+            config = finetune_config(presets, preset, *layers(config_file, overrides), {"task": {**custom, **base}})
+            task = CUSTOM
+        elif task is None:
+            fail("give a task (vidd finetune TASK), or a model and a reward (--model PATH --reward SPEC)")
         else:
-            config = finetune_config(t, preset, *layers(config_file, overrides))
-        run = build_run(t, config, out, resume=resume is not None, log=typer.echo, trust_checkpoint=trust_checkpoint)
+            config = finetune_config(Task.get(task), preset, *layers(config_file, overrides))
+        run = build_run(run_task(task, config), config, out, resume=resume is not None, log=typer.echo,
+                        trust_checkpoint=trust_checkpoint)
         run.execute()
     if run.folder and run.main:
         typer.echo(f"run folder: {out}  (final metrics in {run.folder.final_eval_file}, curves in "
@@ -313,10 +418,16 @@ def finetune(
 
 
 @app.command()
-def report(run: Path = typer.Argument(..., help="a fine-tuning run folder (finished, running or interrupted)")):
-    """(Re)write a run's learning curves (curves.png) and report.html from its metrics.jsonl."""
+def report(
+    run: Path = typer.Argument(..., help="a fine-tuning run folder (finished, running or interrupted)"),
+    task: Optional[str] = typer.Option(None, "--task", help="the run's task: also remake its tables of the final "
+                                                            "samples"),
+):
+    """(Re)write a run's learning curves (curves.png) and report.html (with --task, its tables too)."""
     with user_errors():
         folder = RunFolder(run)
+        if task is not None:
+            write_report_tables(run_task(task, resume_config(folder)), folder)
         path = write_report(folder)
     typer.echo(f"wrote {path} and {folder.curves_file}")
 
@@ -438,8 +549,13 @@ def _numbers(text: str, kind: type, option: str) -> list:
         raise cfg.ConfigError(f"{option}: expected comma-separated numbers, got {text!r}") from None
 
 
+#: the command a config class belongs to, where its name is not one
+CONFIG_TITLES = {"assay-oracle": "train-oracle --data"}
+
+
 def _config_classes() -> dict:
-    return {"finetune": FinetuneConfig, "pretrain": PretrainConfig, "train-oracle": OracleConfig}
+    return {"finetune": FinetuneConfig, "pretrain": PretrainConfig, "train-oracle": OracleConfig,
+            "assay-oracle": AssayOracleConfig}
 
 
 def config_markdown(command: str, method: Optional[str] = None) -> str:
@@ -447,7 +563,7 @@ def config_markdown(command: str, method: Optional[str] = None) -> str:
     (None: the default method's table, then the `method.*` table of every other registered method)."""
     cls = _config_classes()[command]
     if command != "finetune":
-        return _fields_table(f"`vidd {command}`", cfg.describe(cls))
+        return _fields_table(f"`vidd {CONFIG_TITLES.get(command, command)}`", cfg.describe(cls))
 
     chosen = Method.lookup(method or cls().method.name)
     text = _fields_table(f"`vidd finetune` (method `{chosen.name}`)", cfg.describe(cls, defaults=cls(method=chosen.Config())))
@@ -469,7 +585,8 @@ def _fields_table(title: str, rows) -> str:
 
 @app.command("config")
 def show_config(
-    command: str = typer.Argument("finetune", help="finetune | pretrain | train-oracle"),
+    command: str = typer.Argument("finetune", help="finetune | pretrain | train-oracle | assay-oracle (train-oracle "
+                                                   "--data)"),
     method: Optional[str] = typer.Option(None, "--method", help="finetune: the fields of this method's section "
                                                                 "(default: every method)"),
 ):

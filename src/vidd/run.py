@@ -2,7 +2,8 @@
 
 `finetune_config` layers a run's settings (task defaults < preset < the preset's settings of the chosen
 method < the user's layers); `build_run` binds a task, a config and a run folder into a `Run`, whose
-`execute` serves the task's training reward on its executor, trains, evaluates and writes the report.
+`execute` serves the task's training reward on its executor, trains, evaluates and writes the report
+(with the task's tables of the final samples).
 """
 
 from __future__ import annotations
@@ -30,13 +31,16 @@ from vidd.training.objectives.drakes import differentiable_reward
 from vidd.training.trackers import trackers
 
 
-def finetune_config(task: Task, preset: str | None = None, *layers: dict) -> FinetuneConfig:
-    """The task's defaults < the preset < the preset's `method_settings` of the run's method < `layers`."""
+def finetune_config(task: Task | None, preset: str | None = None, *layers: dict) -> FinetuneConfig:
+    """The task's defaults < the preset < the preset's `method_settings` of the run's method < `layers` (no
+    task: a custom task without a base task, which has no presets)."""
+    if task is None and preset:
+        raise ConfigError(f"--preset {preset}: presets belong to a task; name one (vidd finetune TASK --reward ...)")
     preset_layer = dict(task.preset(preset)) if preset else {}
     per_method = preset_layer.pop("method_settings", {}) or {}
     for name in per_method:
         Method.lookup(name)  # a preset naming an unknown method is an error, not silently unused
-    stack = [task.defaults, preset_layer]
+    stack = [task.defaults if task is not None else {}, preset_layer]
     merged: dict = {}
     for layer in (*stack, *layers):
         merged = cfg.merge(merged, layer, FinetuneConfig)
@@ -91,6 +95,7 @@ class Run:
             self.main = trainer.group.main
             if writes:
                 self.folder.mark_finished()
+                write_report_tables(task, self.folder)
                 write_report(self.folder)
         return result
 
@@ -104,6 +109,19 @@ class Run:
                          f" from iteration {self.start_iteration} (recorded in {self.folder.history_file.name})")
         else:
             self.folder.create(config)
+
+
+def run_task(name: str, config: FinetuneConfig) -> Task:
+    """The task `name` with a run config's reward weights (`reward.terms`) and settings (`task:`)."""
+    return Task.get(name, config.reward.terms, config.task)
+
+
+def write_report_tables(task: Task, folder: RunFolder) -> None:
+    """The task's tables of a run's final samples (`Task.report_tables`), for its report; none before the run
+    has final samples."""
+    final = folder.samples_file("final", task.sample_suffix)
+    if final.is_file():
+        folder.write_report_tables([t.to_dict() for t in task.report_tables(task.read_samples(final))])
 
 
 def build_run(task: Task, config: FinetuneConfig, out: str | Path | None = None, resume: bool = False,

@@ -9,6 +9,7 @@
     RUN/checkpoints/last.pt     the resumable state (atomic, safe to load, carries its content hash)
     RUN/checkpoints/student/    the fine-tuned model (a model folder), written when the run ends
     RUN/final_eval.json         the final evaluation
+    RUN/report_tables.json      the task's tables of the final samples (e.g. the most common designs)
     RUN/curves.png, RUN/report.html
     RUN/tensorboard/, RUN/wandb/  experiment trackers' files (config `report_to`)
     RUN/IN_PROGRESS             present while the run is being trained or after it was interrupted
@@ -97,6 +98,10 @@ class RunFolder:
     @property
     def final_eval_file(self) -> Path:
         return self.path / "final_eval.json"
+
+    @property
+    def report_tables_file(self) -> Path:
+        return self.path / "report_tables.json"
 
     @property
     def report_file(self) -> Path:
@@ -292,6 +297,13 @@ class RunFolder:
 
     def read_final_eval(self) -> dict | None:
         return json.loads(self.final_eval_file.read_text()) if self.final_eval_file.is_file() else None
+
+    def write_report_tables(self, tables: list[dict]) -> None:
+        with atomic_open(self.report_tables_file) as f:
+            json.dump(tables, f, indent=2)
+
+    def read_report_tables(self) -> list[dict]:
+        return json.loads(self.report_tables_file.read_text()) if self.report_tables_file.is_file() else []
 
 
 class FolderLock:

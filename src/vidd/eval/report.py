@@ -1,6 +1,6 @@
 """A fine-tuning run's report: `curves.png` (learning curves) and `report.html` (curves, final
-evaluation, configuration), made from the run folder's files alone, so it can be remade at any
-time (`vidd report RUN`), also for an interrupted run."""
+evaluation, the task's tables of the final samples, configuration), made from the run folder's files
+alone, so it can be remade at any time (`vidd report RUN`), also for an interrupted run."""
 
 from __future__ import annotations
 
@@ -68,6 +68,12 @@ def _table(pairs) -> str:
     return f"<table>{cells}</table>"
 
 
+def _grid(columns: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
 def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -100,6 +106,10 @@ def write_report(folder: RunFolder) -> Path:
     ]
     if final is not None:
         parts += ["<h2>Final evaluation (final_eval.json)</h2>", _table(final.items())]
+    for table in folder.read_report_tables():
+        parts += [f"<h2>{html.escape(table['title'])}</h2>", _grid(table["columns"], table["rows"])]
+        if table.get("note"):
+            parts.append(f"<p>{html.escape(table['note'])}</p>")
     parts += ["<h2>Last iteration</h2>", _table(latest)]
     if latest_eval:
         parts += [f"<h2>Last evaluation (iteration {latest_eval['iteration']})</h2>",

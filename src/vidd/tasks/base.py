@@ -33,6 +33,7 @@ from vidd.core.errors import UserError
 from vidd.core.manifest import verify_asset
 from vidd.data.fetch import cache_dir
 from vidd.eval.samples import SampleFormat
+from vidd.eval.tables import DesignCounts, ReportTable
 from vidd.core.alphabets import Alphabet
 from vidd.core.seqio import read_sequences
 from vidd.rewards.base import WeightedSum, as_reward
@@ -108,19 +109,24 @@ class Task(SampleFormat):
         if unknown:
             raise ConfigError(f"reward.terms: unknown term(s) {unknown} of task {self.name!r}; "
                               f"terms: {sorted(self.reward_terms)}")
-        weights = {k: float(v) for k, v in reward_terms.items()} if reward_terms else dict(self.reward_terms)
-        self.reward_weights = MappingProxyType(weights)
         if settings and not dataclasses.fields(self.Settings):
             raise ConfigError(f"task: task {self.name!r} has no settings, got {sorted(settings)}")
         self.settings = cfg.build(self.Settings, settings or {}, where="task")
+        self.given_terms = MappingProxyType(dict(reward_terms or {}))
+        weights = {k: float(v) for k, v in reward_terms.items()} if reward_terms else self.default_weights()
+        self.reward_weights = MappingProxyType(weights)
+
+    def default_weights(self) -> dict[str, float]:
+        """The reward weights when config `reward.terms` gives none (the settings are known here)."""
+        return dict(self.reward_terms)
 
     def configured(self, reward_terms: dict[str, float] | None = None, settings: dict | None = None) -> "Task":
         """This task with other reward weights and/or settings (given ones replace, the others stay): a new
         object, since a task never changes."""
-        if not reward_terms and not settings:
+        merged = {**cfg.to_dict(self.settings), **(settings or {})}
+        if (not reward_terms or reward_terms == self.given_terms) and merged == cfg.to_dict(self.settings):
             return self
-        return type(self)(reward_terms or dict(self.reward_weights),
-                          {**cfg.to_dict(self.settings), **(settings or {})})
+        return type(self)(reward_terms or dict(self.given_terms), merged)
 
     # ----------------------------------------------------------- presets
     @classmethod
@@ -227,6 +233,14 @@ class Task(SampleFormat):
         samples = likelihood_samples and min(likelihood_samples, steps)
         columns["log_likelihood"] = self.log_likelihood(seqs, steps, samples, seed)
         return columns
+
+    def report_tables(self, seqs: list[str]) -> list[ReportTable]:
+        """Tables of a run's report, made from its final samples: the most common samples with their counts."""
+        return [DesignCounts(seqs).table()]
+
+    def oracle_input(self, seqs: list[str], oracle) -> list[str]:
+        """What an assay oracle reads of each sample of this task (`vidd oracle-predict --run`): the sample."""
+        return seqs
 
     def read_samples(self, path) -> list[str]:
         return read_sequences(path, self.alphabet, self.length)
