@@ -48,6 +48,7 @@ FINETUNE_UNIT = [
     "tests/finetune/objectives/test_method_units.py",
     "tests/finetune/test_lazy_update.py",
     "tests/finetune/test_rollin_units.py",
+    "tests/finetune/test_derived_calls.py",
 ]
 TRAINING = ["tests/finetune/test_exact_toy_alpha.py", "tests/test_finetune.py", "tests/test_baselines.py"]
 TESTS: dict[str, list[str]] = {
