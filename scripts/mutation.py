@@ -48,6 +48,7 @@ FINETUNE_UNIT = [
     "tests/training/objectives/test_method_units.py",
     "tests/training/test_lazy_update.py",
     "tests/training/test_rollin_units.py",
+    "tests/training/test_derived_calls.py",
 ]
 TRAINING = ["tests/training/test_exact_toy_alpha.py", "tests/training/test_trainer.py", "tests/training/objectives/test_baselines.py"]
 TESTS: dict[str, list[str]] = {

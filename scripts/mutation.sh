@@ -7,7 +7,7 @@
 #   scripts/mutation.sh --files src/vidd/training/value.py --max-per-file 20
 #
 # Writes docs/results/mutation/report.md and report.json; progress in docs/results/mutation/run.log.
-# One core, about 30-45 minutes for the whole set. PYTHON picks the interpreter (default .venv/bin/python).
+# About 35 minutes of one core for the whole set. PYTHON picks the interpreter (default .venv/bin/python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
