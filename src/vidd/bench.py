@@ -44,6 +44,7 @@ from vidd.core.config import ConfigError
 from vidd.core.errors import UserError
 from vidd.core.runfolder import RunFolder
 from vidd.eval.benchstats import bootstrap_interval, comparison_range, log_area, paired_difference
+from vidd.eval.figures import save_png
 from vidd.guidance import Guidance
 from vidd.rewards.counted import CountedReward
 from vidd.rewards.executors import served_reward
@@ -486,12 +487,6 @@ def write_outputs(rows: list[dict], out: Path, plan: BenchPlan) -> None:
     plot(rows, out, plan)
 
 
-def _save(fig, path: Path) -> None:
-    """Atomically: two worker processes may write the summary at once."""
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=110)
-
-
 def _legend(ax) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
@@ -536,7 +531,7 @@ def plot(rows: list[dict], out: Path, plan: BenchPlan) -> None:
         ax.set_xlabel(x.replace("_", " "))
     _legend(axes.flat[0])
     fig.tight_layout()
-    _save(fig, out / "curves.png")
+    save_png(fig, out / "curves.png")  # atomically: two processes may write the summary at once
     plt.close(fig)
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -555,5 +550,5 @@ def plot(rows: list[dict], out: Path, plan: BenchPlan) -> None:
     _legend(axes[0])
     fig.suptitle("reward against naturalness (every evaluation of every run)")
     fig.tight_layout()
-    _save(fig, out / "tradeoff.png")
+    save_png(fig, out / "tradeoff.png")
     plt.close(fig)

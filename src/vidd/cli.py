@@ -24,7 +24,7 @@ from vidd.core.runfolder import RunFolder
 from vidd.core.safefiles import load_trusted
 from vidd.core.seqio import write_table
 from vidd.data import dhs
-from vidd.data.corpus import load_corpus, read_corpus
+from vidd.data.corpus import load_corpus, read_corpus, seeded_subset
 from vidd.data.assays import read_labelled, write_synthetic_h3_library
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.diffusion.pretrain import PretrainConfig, pretrain as run_pretraining
@@ -35,7 +35,7 @@ from vidd.rewards.assay_oracle import (
 )
 from vidd.rewards.oracle import OracleConfig, load_classifier, oracle_report, train_oracle
 from vidd.rewards.specs import FORMS, absolute_spec
-from vidd.run import build_run, finetune_config, resume_config, run_task, write_report_tables
+from vidd.run import build_run, finetune_config, resume_config, run_task, write_task_report
 from vidd.tasks import Task
 from vidd.tasks.custom import CUSTOM
 from vidd.training import FinetuneConfig
@@ -127,11 +127,13 @@ def pretrain(
             fail("give exactly one of --task or --data")
         if task:
             t = Task.get(task)
-            train, val = t.pretrain_sequences()
+            size = config.train_sequences  # passed only when set: a task's pretrain_sequences() without it works
+            train, val = t.pretrain_sequences(size) if size else t.pretrain_sequences()
             alpha, length = t.pretrain_alphabet(train), t.length
         else:
             corpus = load_corpus(data, valid, alphabet, column)
-            alpha, train, val, length = corpus.alphabet, corpus.train, corpus.valid, corpus.length
+            alpha, val, length = corpus.alphabet, corpus.valid, corpus.length
+            train = seeded_subset(corpus.train, config.train_sequences)
         run_pretraining(config, alpha, train, val, out, resume=resume, log=typer.echo, length=length,
                         trust_checkpoint=trust_checkpoint)
     typer.echo(f"saved {out / 'model'}")
@@ -420,14 +422,20 @@ def finetune(
 @app.command()
 def report(
     run: Path = typer.Argument(..., help="a fine-tuning run folder (finished, running or interrupted)"),
-    task: Optional[str] = typer.Option(None, "--task", help="the run's task: also remake its tables of the final "
-                                                            "samples"),
+    task: Optional[str] = typer.Option(None, "--task", help="the run's task: also remake its tables and figures of "
+                                                            "the final samples"),
+    task_settings: list[str] = typer.Option([], "--task-set", help="with --task: a task setting key=value for this "
+                                                                   "report (e.g. molecules: --task-set "
+                                                                   "report_prior_samples=256)"),
 ):
-    """(Re)write a run's learning curves (curves.png) and report.html (with --task, its tables too)."""
+    """(Re)write a run's learning curves (curves.png) and report.html (with --task, its tables and figures too)."""
     with user_errors():
         folder = RunFolder(run)
+        if task_settings and task is None:
+            fail("--task-set: give the run's task too (--task NAME)")
         if task is not None:
-            write_report_tables(run_task(task, resume_config(folder)), folder)
+            config = resume_config(folder, {"task": cfg.parse_overrides(task_settings)})
+            write_task_report(run_task(task, config), folder, config.steps)
         path = write_report(folder)
     typer.echo(f"wrote {path} and {folder.curves_file}")
 
@@ -437,6 +445,8 @@ def model_report(
     task: str = typer.Option(..., "--task", help="task name"),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="model folder or run folder (default: the task's pretrained model)"),
     samples: int = typer.Option(1000, "--samples", help="samples drawn for the sample statistics"),
+    steps: int = typer.Option(0, "--steps", help="denoising steps of those samples (0: the task's default, 128 for "
+                                                 "DNA, 32 for molecules)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the report as JSON here"),
     device: str = typer.Option("cpu", "--device", help="torch device that samples and scores (e.g. cuda)"),
     trust_checkpoint: bool = TRUST_OPT,
@@ -447,12 +457,15 @@ def model_report(
     with user_errors():
         if samples < 2:
             fail(f"--samples: must be >= 2 (diversity compares pairs), got {samples}")
+        if steps < 0:
+            fail(f"--steps: must be >= 1 (0: the task's default), got {steps}")
         check_available(device, "--device")
         if json_out is not None:
             check_output_file(json_out, "--json", overwrite=True)
         t = Task.get(task)
         model = _resolve_model(t, checkpoint, trust_checkpoint).eval().to(device)
-        report = {**t.model_report(model, n_samples=samples), "provenance": model.metadata}
+        options = {"steps": steps} if steps else {}  # a task's model_report without `steps` keeps working
+        report = {**t.model_report(model, n_samples=samples, **options), "provenance": model.metadata}
     typer.echo(json.dumps(report, indent=2))
     if json_out:
         write_json(json_out, report)

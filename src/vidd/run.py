@@ -95,7 +95,7 @@ class Run:
             self.main = trainer.group.main
             if writes:
                 self.folder.mark_finished()
-                write_report_tables(task, self.folder)
+                write_task_report(task, self.folder, self.config.steps)
                 write_report(self.folder)
         return result
 
@@ -116,12 +116,13 @@ def run_task(name: str, config: FinetuneConfig) -> Task:
     return Task.get(name, config.reward.terms, config.task)
 
 
-def write_report_tables(task: Task, folder: RunFolder) -> None:
-    """The task's tables of a run's final samples (`Task.report_tables`), for its report; none before the run
-    has final samples."""
+def write_task_report(task: Task, folder: RunFolder, steps: int) -> None:
+    """The task's tables and figures of a run's final samples (`Task.report_tables`, `Task.report_figures`), for
+    its report; none before the run has final samples. `steps`: the run's denoising steps."""
     final = folder.samples_file("final", task.sample_suffix)
     if final.is_file():
         folder.write_report_tables([t.to_dict() for t in task.report_tables(task.read_samples(final))])
+        folder.write_report_figures([f.to_dict() for f in task.report_figures(folder, steps)])
 
 
 def build_run(task: Task, config: FinetuneConfig, out: str | Path | None = None, resume: bool = False,

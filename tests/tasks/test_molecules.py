@@ -239,6 +239,97 @@ def test_cli_finetune_moses_qed_smoke(tiny_moses, tmp_path):
     for r in rows:  # the logged diversity is the task's (Tanimoto) diversity of the samples written for it
         seqs = task.read_samples(run / "samples" / f"iter_{r['iteration']:05d}.smi")
         assert len(seqs) == 8 and r["eval_diversity"] == pytest.approx(task.diversity(seqs))
+    # the report shows the best molecules and the distributions against pretrained samples drawn for it
+    report = (run / "report.html").read_text()
+    for name in ("top_designs.png", "distributions.png"):
+        assert_png(run / "figures" / name)
+        assert f"<img src='figures/{name}'" in report, name
+    prior = (run / "samples" / "pretrained.tsv").read_text().splitlines()
+    assert prior[0] == "sequence\tsmiles\tQED\tSA\treward" and len(prior) == 1 + 64
+
+
+def assert_png(path):
+    from PIL import Image
+
+    assert path.read_bytes().startswith(b"\x89PNG"), path
+    with Image.open(path) as image:
+        image.verify()  # a whole, readable PNG
+        assert image.size[0] > 100 and image.size[1] > 100
+
+
+def test_best_distinct_ranks_by_score_once_per_molecule():
+    from vidd.tasks.molecules import best_distinct
+
+    smiles = ["CCO", "*", "CCN", "CCO", "c1ccccc1", "CCC", "CCCl"]
+    scores = np.array([0.5, 9.0, 0.7, 0.5, np.nan, 0.7, 0.1])
+    assert best_distinct(smiles, scores, 3) == [2, 5, 0]  # no molecule and NaN left out; ties: first listed
+    assert best_distinct(smiles, scores, 12) == [2, 5, 0, 6]
+
+
+@pytest.fixture
+def finished_run(tiny_moses, tmp_path):
+    """A run folder of moses-qed whose final table holds 20 known molecules with made-up rewards (scores in
+    reverse order of listing, a duplicate and an empty molecule)."""
+    from vidd.core.runfolder import RunFolder
+    from vidd.tasks import Task
+
+    smiles = [canonical_smiles("C" * n + "O") for n in range(1, 19)] + [canonical_smiles("CCO"), "*"]
+    reward = list(np.linspace(0.1, 0.9, 18)) + [0.95, 0.0]  # ethanol twice: listed 2nd and 19th
+    folder = RunFolder(tmp_path / "run")
+    with folder.lock():
+        folder.create({"steps": 8, "task": {}})
+    mols = [mol_from_smiles(s) if s != "*" else None for s in smiles]
+    selfies = [smiles_to_selfies(s) if s != "*" else "" for s in smiles]
+    folder.write_final_table({"sequence": selfies, "smiles": smiles, "QED": [qed(m) if m else np.nan for m in mols],
+                              "SA": [sa_score(m) if m else np.nan for m in mols], "reward": reward,
+                              "eval_reward": reward, "log_likelihood": [-30.0] * 20})
+    Task.get("moses-qed").write_samples(folder.samples_file("final", ".smi"), selfies)
+    return folder
+
+
+def test_report_figures_grid_the_twelve_best_by_training_reward(finished_run, monkeypatch):
+    import vidd.tasks.molecules as molecules
+    from vidd.tasks import Task
+
+    drawn = {}
+    real = molecules.molecule_grid
+    monkeypatch.setattr(molecules, "molecule_grid", lambda smiles, legends, path: (
+        drawn.update(smiles=smiles, legends=legends), real(smiles, legends, path)))
+    task = Task.get("moses-qed", settings={"report_prior_samples": 8})
+    figures = task.report_figures(finished_run, steps=8)
+    assert [f.image for f in figures] == ["figures/top_designs.png", "figures/distributions.png"]
+    for f in figures:
+        assert_png(finished_run.path / f.image)
+    carbons = [s.count("C") for s in drawn["smiles"]]
+    assert drawn["smiles"][0] == "CCO" and carbons[1:] == list(range(18, 7, -1))  # by reward; ethanol once
+    assert drawn["legends"][0].startswith("#1 reward 0.95\nQED ")
+    assert "8 samples of the pretrained model" in figures[1].note
+
+
+def test_report_redraws_the_prior_only_when_its_size_changes(finished_run):
+    from typer.testing import CliRunner
+
+    from vidd.cli import app
+
+    (finished_run.path / "metrics.jsonl").write_text('{"iteration": 1}\n')
+    prior = finished_run.prior_table_file
+    r = CliRunner().invoke(app, ["report", str(finished_run.path), "--task", "moses-qed",
+                                 "--task-set", "report_prior_samples=4"])
+    assert r.exit_code == 0, r.output
+    first = prior.read_text()
+    assert len(first.splitlines()) == 1 + 4
+    mtime = prior.stat().st_mtime_ns  # the same size again: kept, not drawn again
+    r = CliRunner().invoke(app, ["report", str(finished_run.path), "--task", "moses-qed",
+                                 "--task-set", "report_prior_samples=4"])
+    assert r.exit_code == 0 and prior.stat().st_mtime_ns == mtime
+    r = CliRunner().invoke(app, ["report", str(finished_run.path), "--task", "moses-qed",
+                                 "--task-set", "report_prior_samples=0"])
+    assert r.exit_code == 0, r.output
+    figures = json.loads(finished_run.report_figures_file.read_text())
+    assert "no pretrained samples" in figures[1]["note"]
+    r = CliRunner().invoke(app, ["report", str(finished_run.path), "--task", "moses-qed",
+                                 "--task-set", "report_prior_samples=-1"])
+    assert r.exit_code == 2 and "report_prior_samples: must be >= 0" in r.output
 
 
 def test_wrong_alphabet_samples_are_rejected(tiny_moses, tmp_path):

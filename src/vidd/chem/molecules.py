@@ -7,6 +7,8 @@ SELFIES' own no-operation token `[nop]`, which the decoder skips; trailing pads 
 
 from __future__ import annotations
 
+import multiprocessing
+import random
 from pathlib import Path
 
 from vidd.core.alphabets import Alphabet, SequenceError
@@ -72,6 +74,46 @@ def selfies_to_smiles(selfies: str) -> str | None:
     from rdkit import Chem
 
     return Chem.MolToSmiles(mol)
+
+
+def random_selfies(selfies: str, rng: random.Random) -> str:
+    """The SELFIES of a random, non-canonical SMILES of the same molecule (SMILES randomisation as data
+    augmentation): the atoms renumbered in an order drawn from `rng`, then written from the first atom with
+    branches in that order. `rng` makes it reproducible (RDKit's `doRandom` draws from a global generator); the
+    input is returned when it holds no molecule of two atoms or more, or when SELFIES cannot encode the result."""
+    sf = require("selfies")
+    mol = mol_from_smiles(sf.decoder(selfies))
+    if mol is None or mol.GetNumAtoms() < 2:
+        return selfies
+    from rdkit import Chem
+
+    order = list(range(mol.GetNumAtoms()))
+    rng.shuffle(order)
+    try:
+        return sf.encoder(Chem.MolToSmiles(Chem.RenumberAtoms(mol, order), canonical=False), strict=True)
+    except sf.EncoderError:
+        return selfies
+
+
+#: molecules per seeded chunk of `random_selfies_corpus` (the chunks, not the workers, fix the random draws)
+RANDOM_CHUNK = 4096
+
+
+def _random_chunk(selfies: list[str], seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [random_selfies(s, rng) for s in selfies]
+
+
+def random_selfies_corpus(corpus: list[str], seed: int, workers: int = 1) -> list[str]:
+    """`random_selfies` of every molecule of `corpus`, the same for a `seed` whatever the number of worker
+    processes (`workers` > 1: a pool of them)."""
+    chunks = [(corpus[i:i + RANDOM_CHUNK], seed * 1_000_003 + i) for i in range(0, len(corpus), RANDOM_CHUNK)]
+    if workers > 1 and len(chunks) > 1:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            parts = pool.starmap(_random_chunk, chunks)
+    else:
+        parts = [_random_chunk(*c) for c in chunks]
+    return [s for part in parts for s in part]
 
 
 def selfies_alphabet(corpus: list[str], name: str = "SELFIES") -> Alphabet:

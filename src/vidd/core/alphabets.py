@@ -85,6 +85,14 @@ class Alphabet:
                 raise SequenceError(f"{where}: {len(tokens)} tokens, more than the {length} the model holds")
         return tokens
 
+    def fits(self, seq: str, length: int | None = None) -> bool:
+        """Whether `validate` accepts the sequence (for filtering data, where a misfit is left out, not an error)."""
+        try:
+            self.validate(seq, length)
+        except SequenceError:
+            return False
+        return True
+
     def encode(self, seqs: list[str], length: int | None = None) -> torch.Tensor:
         """Encode strings to a (N, L) long tensor (padded if the alphabet pads), with clear errors."""
         if not seqs:

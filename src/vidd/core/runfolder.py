@@ -6,10 +6,13 @@
     RUN/metrics.jsonl           one JSON row per iteration (metrics.csv: the same as a table)
     RUN/samples/                iter_XXXXX<suffix> evaluation samples, final<suffix> (with their scores)
     RUN/samples/final.tsv       one row per final sample: sequence, rewards, log-likelihood (docs/metrics.md)
+    RUN/samples/pretrained.tsv  samples of the pretrained model a task draws for its report's comparisons (molecules)
     RUN/checkpoints/last.pt     the resumable state (atomic, safe to load, carries its content hash)
     RUN/checkpoints/student/    the fine-tuned model (a model folder), written when the run ends
     RUN/final_eval.json         the final evaluation
     RUN/report_tables.json      the task's tables of the final samples (e.g. the most common designs)
+    RUN/figures/                the task's figures of the final samples (molecules: the best designs, distributions),
+                                listed with their titles in RUN/report_figures.json
     RUN/curves.png, RUN/report.html
     RUN/tensorboard/, RUN/wandb/  experiment trackers' files (config `report_to`)
     RUN/IN_PROGRESS             present while the run is being trained or after it was interrupted
@@ -104,6 +107,18 @@ class RunFolder:
         return self.path / "report_tables.json"
 
     @property
+    def figures_dir(self) -> Path:
+        return self.path / "figures"
+
+    @property
+    def report_figures_file(self) -> Path:
+        return self.path / "report_figures.json"
+
+    @property
+    def prior_table_file(self) -> Path:
+        return self.samples_dir / "pretrained.tsv"
+
+    @property
     def report_file(self) -> Path:
         return self.path / "report.html"
 
@@ -186,6 +201,7 @@ class RunFolder:
         self._mark_in_progress()
         self.clean_stale_temporaries()
         stale = [p for p in (self.final_eval_file, self.student_checkpoint, self.legacy_student_checkpoint,
+                             self.report_tables_file, self.report_figures_file, self.figures_dir,
                              *self.samples_dir.glob("final.*")) if p.exists()]
         for p in stale:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
@@ -289,21 +305,35 @@ class RunFolder:
 
     # ------------------------------------------------------ final results
     def write_final_eval(self, report: dict) -> None:
-        with atomic_open(self.final_eval_file) as f:
-            json.dump(report, f, indent=2)
+        _write_json(self.final_eval_file, report)
 
     def write_final_table(self, columns: dict[str, list]) -> None:
         write_table(self.final_table_file, columns)
 
     def read_final_eval(self) -> dict | None:
-        return json.loads(self.final_eval_file.read_text()) if self.final_eval_file.is_file() else None
+        return _read_json(self.final_eval_file, None)
 
     def write_report_tables(self, tables: list[dict]) -> None:
-        with atomic_open(self.report_tables_file) as f:
-            json.dump(tables, f, indent=2)
+        _write_json(self.report_tables_file, tables)
 
     def read_report_tables(self) -> list[dict]:
-        return json.loads(self.report_tables_file.read_text()) if self.report_tables_file.is_file() else []
+        return _read_json(self.report_tables_file, [])
+
+    def write_report_figures(self, figures: list[dict]) -> None:
+        _write_json(self.report_figures_file, figures)
+
+    def read_report_figures(self) -> list[dict]:
+        return _read_json(self.report_figures_file, [])
+
+
+def _write_json(path: Path, data) -> None:
+    with atomic_open(path) as f:
+        json.dump(data, f, indent=2)
+
+
+def _read_json(path: Path, missing):
+    """The JSON in `path`, or `missing` when there is no such file."""
+    return json.loads(path.read_text()) if path.is_file() else missing
 
 
 class FolderLock:

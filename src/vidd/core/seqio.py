@@ -63,6 +63,21 @@ def read_column(path: str | Path, column: str) -> list[str]:
     return [v for _, v in values]
 
 
+def read_table(path: str | Path) -> dict[str, list[str]]:
+    """The columns of a tab-separated table with a header line, as `write_table` writes them (cells as text)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SequenceError(f"{path}: file not found")
+    lines = [line.split("\t") for line in read_text(path, "a tab-separated table", SequenceError).splitlines() if line]
+    if not lines:
+        raise SequenceError(f"{path}: the file is empty")
+    header, *rows = lines
+    short = next((n for n, row in enumerate(rows, start=2) if len(row) != len(header)), None)
+    if short is not None:
+        raise SequenceError(f"{path}: line {short} has {len(rows[short - 2])} cells, the header {len(header)}")
+    return {name: [row[i] for row in rows] for i, name in enumerate(header)}
+
+
 def format_value(value) -> str:
     """A table cell or FASTA header value: numbers to 6 significant digits, anything else as text."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool):

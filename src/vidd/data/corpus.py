@@ -8,6 +8,7 @@ end a shorter sequence and decoding drops them (`vidd.core.alphabets.Alphabet.pa
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,13 @@ class Corpus:
     valid: list[str]
     #: the model's positions: the longest sequence, in tokens
     length: int
+
+
+def seeded_subset(seqs, size: int, seed: int = 0) -> list[str]:
+    """A seeded random subset of `size` sequences (all of them, in order, for a size <= 0 or >= their number)."""
+    if size <= 0 or size >= len(seqs):
+        return list(seqs)
+    return random.Random(seed).sample(seqs, size)
 
 
 def read_corpus(path: str | Path, column: str | None = None) -> list[str]:

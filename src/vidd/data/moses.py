@@ -7,11 +7,11 @@ is never installed: `fetch_wheel_file` takes the two CSV files out of its wheel 
 from __future__ import annotations
 
 import gzip
-import random
 from functools import lru_cache
 
 from vidd.chem.molecules import smiles_to_selfies
 from vidd.core.atomic import atomic_open
+from vidd.data.corpus import seeded_subset
 from vidd.data.fetch import FetchError, WheelFile, cache_dir, fetch_wheel_file
 
 MOSES_FILES = {
@@ -37,18 +37,38 @@ def load_moses(split: str) -> tuple[str, ...]:
 
 def training_subset(size: int, seed: int = 0) -> list[str]:
     """A seeded random subset of the MOSES training SMILES (the whole split if size <= 0)."""
-    smiles = load_moses("train")
-    if size <= 0 or size >= len(smiles):
-        return list(smiles)
-    return random.Random(seed).sample(smiles, size)
+    return seeded_subset(load_moses("train"), size, seed)
 
 
 def selfies_corpus(size: int, seed: int = 0) -> list[str]:
     """SELFIES of `training_subset(size, seed)`, cached next to the data (encoding takes minutes)."""
-    path = cache_dir() / f"moses-train-selfies-{size}-seed{seed}.txt"
+    return _cached_selfies(training_subset(size, seed), f"moses-train-selfies-{size}-seed{seed}")
+
+
+def pretraining_corpus(size: int, default: int, held_out: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """(training, validation) SELFIES of MOSES training molecules. Validation is always the last `held_out`
+    molecules of the seeded subset of `default + held_out` (every training size is judged on the same
+    molecules, which none trains on); training is the rest of that subset (`size` 0), a seeded subset of `size`
+    of the other molecules, or all of them (`size` -1, or more than there are: 1,584,663 - `held_out`)."""
+    if size == 0:
+        corpus = selfies_corpus(default + held_out, seed)
+        return corpus[:-held_out], corpus[-held_out:]
+    held = training_subset(default + held_out, seed)[-held_out:]
+    tag = f"held-out-{held_out}-of-{default + held_out}-seed{seed}"
+    valid = _cached_selfies(held, f"moses-train-selfies-{tag}")
+    left_out = set(held)
+    pool = [s for s in load_moses("train") if s not in left_out]
+    chosen = seeded_subset(pool, size, seed)
+    label = "all" if len(chosen) == len(pool) else str(size)
+    return _cached_selfies(chosen, f"moses-train-selfies-{label}-outside-{tag}"), valid
+
+
+def _cached_selfies(smiles: list[str], name: str) -> list[str]:
+    """SELFIES of MOSES training SMILES, cached as `name`.txt in the cache folder."""
+    path = cache_dir() / f"{name}.txt"
     if path.is_file():
         return path.read_text().split()
-    corpus = [smiles_to_selfies(s, where=f"MOSES training molecule {s!r}") for s in training_subset(size, seed)]
+    corpus = [smiles_to_selfies(s, where=f"MOSES training molecule {s!r}") for s in smiles]
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path) as f:
         f.write("\n".join(corpus) + "\n")

@@ -1,4 +1,9 @@
-"""Pretraining a masked diffusion model by the continuous-time MDLM ELBO, with resume."""
+"""Pretraining a masked diffusion model by the continuous-time MDLM ELBO, with resume.
+
+The levers of a pretrained model are settings (docs/config.md): the network's size (`model.*`), time
+conditioning (`model.time_conditioned`), the noise schedule (`model.schedule`), how long it trains (`epochs`),
+how much data it sees (`train_sequences`) and, for molecules, SMILES randomisation (`augment`). The number of
+sampling steps is the sampler's (`vidd sample --steps`, `vidd model-report --steps`)."""
 
 from __future__ import annotations
 
@@ -13,8 +18,9 @@ from typing import Literal
 import torch
 from tqdm.auto import tqdm
 
+from vidd.chem.molecules import PAD as SELFIES_PAD, random_selfies_corpus
 from vidd.core.alphabets import Alphabet
-from vidd.core.config import option, to_dict
+from vidd.core.config import ConfigError, option, to_dict
 from vidd.diffusion.backbones import DilatedCNN, Transformer
 from vidd.core.numerics import chunked
 from vidd.core.safefiles import load_state, save_state
@@ -33,7 +39,9 @@ class ModelConfig:
     heads: int = option(4, "transformer: attention heads")
     dropout: float = option(0.0, "dropout rate")
     time_conditioned: bool = option(False, "feed the time to the network (disables the cached sampler)")
-    schedule: Literal["loglinear", "cosine"] = option("loglinear", "noise schedule")
+    schedule: Literal["loglinear", "cosine"] = option(
+        "loglinear", "noise schedule: loglinear (MDLM's, masked share t) or cosine (1 - cos(pi t / 2): fewer tokens "
+                     "revealed early in sampling)")
 
     def build(self, alphabet: Alphabet, length: int) -> MaskedDiffusion:
         if self.backbone == "cnn":
@@ -50,6 +58,14 @@ class ModelConfig:
 @dataclass
 class PretrainConfig:
     model: ModelConfig = option(ModelConfig(), "network and noise schedule")
+    train_sequences: int = option(
+        0, "train on a seeded subset of this many training sequences (0: the data's default: all of --data, the "
+           "task's own choice with --task, e.g. 200,000 MOSES molecules for moses-qed; -1: all of them)")
+    augment: Literal["none", "random-smiles"] = option(
+        "none", "random-smiles (molecules): every epoch, each molecule as the SELFIES of a new random "
+                "non-canonical SMILES of it (one whose SELFIES does not fit the model's tokens or positions stays "
+                "as it is); none: the sequences as given")
+    augment_workers: int = option(1, "processes that randomise the molecules at the start of each epoch")
     epochs: float = option(10.0, "passes over the training sequences (fractions allowed)")
     batch_size: int = option(64, "sequences per optimiser step")
     lr: float = option(1e-3, "peak learning rate (AdamW)")
@@ -63,6 +79,13 @@ class PretrainConfig:
     seed: int = option(0, "random seed")
     threads: int = option(0, "torch CPU threads (0: torch default)")
     device: str = option("cpu", "torch device")
+
+    def validate(self):
+        if self.train_sequences < -1:
+            raise ConfigError(f"train_sequences: must be a count >= 1, 0 (the data's default) or -1 (all), got "
+                              f"{self.train_sequences}")
+        if self.augment_workers < 1:
+            raise ConfigError(f"augment_workers: must be >= 1, got {self.augment_workers}")
 
 
 def _bits_per_token(model: MaskedDiffusion, seqs: torch.Tensor, generator) -> float:
@@ -81,6 +104,9 @@ def pretrain(config: PretrainConfig, alphabet: Alphabet, train: list[str], valid
     `length` is the model's number of positions: by default the training sequences' length, or
     their longest for an alphabet with a padding token. `trust_checkpoint`: resume from a state.pt of
     vidd 0.1 (read by full unpickling, which can run code in it)."""
+    if config.augment != "none" and alphabet.pad != SELFIES_PAD:
+        raise ConfigError(f"augment: {config.augment} randomises molecules and needs a SELFIES corpus (--task "
+                          f"moses-qed, or --data FILE.smi); this corpus's alphabet is {alphabet.name}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if config.threads:
@@ -119,12 +145,23 @@ def pretrain(config: PretrainConfig, alphabet: Alphabet, train: list[str], valid
     elif state_path.exists():
         raise FileExistsError(f"{out} already holds a pretraining run; pass --resume to continue it")
     ema.metadata = {"config": to_dict(config), "train_sequences": len(train)}
+    epoch, unchanged = None, None  # augment: the epoch x_train holds, the share of it trained on as given
+
+    def augmented_epoch(n: int) -> torch.Tensor:
+        """Epoch `n`'s training tokens: each molecule as a random SMILES' SELFIES, or as it is when that misfits."""
+        nonlocal unchanged
+        drawn = random_selfies_corpus(train, config.seed * 1_000_003 + n, config.augment_workers)
+        kept = [d if alphabet.fits(d, length) else s for d, s in zip(drawn, train)]
+        unchanged = sum(k == s for k, s in zip(kept, train)) / len(train)
+        return alphabet.encode(kept, length)
 
     def evaluate_and_save():
         nonlocal best
         val_bits = _bits_per_token(ema, x_valid[: config.eval_sequences], torch.Generator().manual_seed(1))
         record = {"step": step, "epoch": step / steps_per_epoch, "val_bits_per_token": val_bits,
                   "lr": lr_at(step), "time": time.time()}
+        if unchanged is not None:
+            record["augment_unchanged"] = unchanged
         with open(out / "log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         ema.metadata.update(step=step, val_bits_per_token=val_bits)
@@ -144,6 +181,9 @@ def pretrain(config: PretrainConfig, alphabet: Alphabet, train: list[str], valid
         pos = (step % steps_per_epoch) * config.batch_size
         if pos == 0 and step > 0:
             order = torch.randperm(len(x_train), generator=gen)
+        if config.augment != "none" and step // steps_per_epoch != epoch:
+            epoch = step // steps_per_epoch
+            x_train = augmented_epoch(epoch)
         batch = x_train[order[pos:pos + config.batch_size]].to(config.device)
         for g in opt.param_groups:
             g["lr"] = lr_at(step)

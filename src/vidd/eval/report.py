@@ -1,5 +1,5 @@
 """A fine-tuning run's report: `curves.png` (learning curves) and `report.html` (curves, final
-evaluation, the task's tables of the final samples, configuration), made from the run folder's files
+evaluation, the task's tables and figures of the final samples, configuration), made from the run folder's files
 alone, so it can be remade at any time (`vidd report RUN`), also for an interrupted run."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from vidd.core.atomic import atomic_open
 from vidd.core.errors import UserError
 from vidd.core.runfolder import RunFolder
+from vidd.eval.figures import save_png
 
 #: panels of curves.png: (title, [(metrics.jsonl key, label)]); a panel whose keys no row has is left out
 PANELS = (
@@ -59,8 +60,7 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     for ax in flat[n:]:
         ax.axis("off")
     fig.tight_layout()
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=110)
+    save_png(fig, path)
 
 
 def _table(pairs) -> str:
@@ -110,6 +110,12 @@ def write_report(folder: RunFolder) -> Path:
         parts += [f"<h2>{html.escape(table['title'])}</h2>", _grid(table["columns"], table["rows"])]
         if table.get("note"):
             parts.append(f"<p>{html.escape(table['note'])}</p>")
+    for figure in folder.read_report_figures():
+        parts += [f"<h2>{html.escape(figure['title'])}</h2>",
+                  f"<img src='{html.escape(figure['image'])}' alt='{html.escape(figure['title'])}' "
+                  f"style='max-width:100%'>"]
+        if figure.get("note"):
+            parts.append(f"<p>{html.escape(figure['note'])}</p>")
     parts += ["<h2>Last iteration</h2>", _table(latest)]
     if latest_eval:
         parts += [f"<h2>Last evaluation (iteration {latest_eval['iteration']})</h2>",

@@ -148,7 +148,7 @@ class AntibodyCDRH3(Task):
         """The VH with the designable positions masked: the in-filling template of the prior."""
         return template_tokens(self.alphabet, self.antibody.heavy, self.designable)
 
-    def pretrain_sequences(self):
+    def pretrain_sequences(self, size: int = 0):
         raise UserError(f"{self.name}: the prior is AntiBERTy, pretrained by its authors on 558M antibody "
                         f"sequences; `vidd pretrain` does not train it")
 

@@ -32,6 +32,8 @@ from vidd.core.config import ConfigError, load_yaml
 from vidd.core.errors import UserError
 from vidd.core.manifest import verify_asset
 from vidd.data.fetch import cache_dir
+from vidd.core.runfolder import RunFolder
+from vidd.eval.figures import ReportFigure
 from vidd.eval.samples import SampleFormat
 from vidd.eval.tables import DesignCounts, ReportTable
 from vidd.core.alphabets import Alphabet
@@ -151,8 +153,9 @@ class Task(SampleFormat):
         return load_yaml(path) if path.is_file() else {}
 
     # ------------------------------------------------------ model and data
-    def pretrain_sequences(self) -> tuple[list[str], list[str]]:
-        """(training, validation) sequences for `vidd pretrain --task`."""
+    def pretrain_sequences(self, size: int = 0) -> tuple[list[str], list[str]]:
+        """(training, validation) sequences for `vidd pretrain --task`: a seeded subset of `size` training
+        sequences (0: the task's default; -1: all; PretrainConfig.train_sequences)."""
         raise UserError(f"task {self.name!r} has no pretraining data")
 
     def pretrain_alphabet(self, train: list[str]) -> Alphabet:
@@ -192,8 +195,9 @@ class Task(SampleFormat):
             return self.likelihood_model.elbo(tokens, steps, samples=samples, batch_size=batch_size,
                                               generator=torch.Generator().manual_seed(seed)).numpy()
 
-    def model_report(self, model, n_samples: int) -> dict:
-        """Held-out quality of a pretrained model (`vidd model-report`)."""
+    def model_report(self, model, n_samples: int, steps: int | None = None) -> dict:
+        """Held-out quality of a pretrained model (`vidd model-report`); its samples take `steps` denoising steps
+        (None: the task's default)."""
         raise UserError(f"task {self.name!r} has no model report")
 
     # ----------------------------------------------------------- rewards
@@ -237,6 +241,11 @@ class Task(SampleFormat):
     def report_tables(self, seqs: list[str]) -> list[ReportTable]:
         """Tables of a run's report, made from its final samples: the most common samples with their counts."""
         return [DesignCounts(seqs).table()]
+
+    def report_figures(self, folder: RunFolder, steps: int) -> list[ReportFigure]:
+        """Figures of a finished run's report, drawn into `folder.figures_dir` from the run's files (`steps`: the
+        run's denoising steps, for samples the task draws to compare with); none by default."""
+        return []
 
     def oracle_input(self, seqs: list[str], oracle) -> list[str]:
         """What an assay oracle reads of each sample of this task (`vidd oracle-predict --run`): the sample."""

@@ -15,6 +15,7 @@ import torch
 
 from vidd.core.alphabets import DNA
 from vidd.core.numerics import chunked
+from vidd.data.corpus import seeded_subset
 from vidd.data.dhs import SEQUENCE_LENGTH, load_dhs
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.eval import metrics
@@ -32,9 +33,9 @@ class DHSHepG2(Task):
                      "diversity", "uniqueness")
     tradeoff_metrics = ("diversity", "kmer3_corr")
 
-    def pretrain_sequences(self):
+    def pretrain_sequences(self, size: int = 0):
         data = load_dhs()
-        return data["train"].sequences, data["valid"].sequences
+        return seeded_subset(data["train"].sequences, size), data["valid"].sequences
 
     def pretrained_model(self) -> MaskedDiffusion:
         return MaskedDiffusion.from_pretrained(asset(f"{self.name}/pretrained"))
@@ -86,7 +87,7 @@ class DHSHepG2(Task):
         """3-mer correlation with the reference set, for every evaluation during training."""
         return {"kmer3_corr": metrics.kmer_corr(seqs, self.reference, k=3)}
 
-    def model_report(self, model: MaskedDiffusion, n_samples: int = 1000, steps: int = 128,
+    def model_report(self, model: MaskedDiffusion, n_samples: int = 1000, steps: int | None = None,
                      elbo_draws: int = 4, seed: int = 0) -> dict:
         """Quality of a pretrained model on the held-out test split (chr1), next to a 5th-order Markov chain.
 
@@ -95,8 +96,9 @@ class DHSHepG2(Task):
         - markov5_test_bits_per_base: exact held-out log-loss of a 5th-order Markov chain fitted on the
           same training split;
         - kmer3_corr_vs_test: Pearson correlation of 3-mer counts of `n_samples` samples (`steps`
-          steps) with those of the whole test split.
+          steps, default 128) with those of the whole test split.
         """
+        steps = steps or 128
         data = load_dhs()
         test = data["test"].sequences
         gen = torch.Generator().manual_seed(seed)

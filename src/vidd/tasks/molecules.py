@@ -7,44 +7,95 @@ empty molecule, counted invalid). Sample files are `.smi`: SMILES, QED, SA and t
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from functools import cached_property, partial
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from vidd.chem.drawing import molecule_grid
 from vidd.chem.metrics import decode_all, molecule_metrics, moses_training_set, reference_properties
-from vidd.chem.molecules import PAD, mol_from_smiles, read_smi_selfies, require, selfies_alphabet, write_smi
+from vidd.chem.molecules import PAD, mol_from_smiles, read_smi_selfies, write_smi
 from vidd.chem.properties import internal_diversity, qed, sa_score
+from vidd.core.config import ConfigError, option
 from vidd.core.numerics import chunked
-from vidd.data.moses import selfies_corpus
+from vidd.core.runfolder import RunFolder
+from vidd.core.seqio import read_table, write_table
+from vidd.data.moses import pretraining_corpus
 from vidd.diffusion.masked import MaskedDiffusion
+from vidd.eval.figures import ReportFigure, plot_distributions
 from vidd.eval.metrics import finite_median
+from vidd.rewards.base import as_reward
 from vidd.rewards.chem import DockingConfig, DockingReward, QEDReward
 from vidd.rewards.executors import ExecutorConfig, ParallelReward
 from vidd.tasks.base import Task, asset
 
-#: MOSES molecules the pretrained model saw (a seeded subset; see docs/tasks/molecules.md)
+#: MOSES molecules the committed model was pretrained on, a seeded subset (`vidd pretrain --set train_sequences`
+#: takes another number; docs/tasks/molecules.md), and the held-out molecules of every pretraining
 PRETRAIN_MOLECULES = 200_000
 VALID_MOLECULES = 2_000
 #: SELFIES positions; longer molecules are left out of pretraining (none in the subset)
 MAX_TOKENS = 56
 PRETRAINED = "moses/pretrained"  # the model folder under assets/
+#: the best final samples a run's report draws
+REPORT_TOP = 12
+#: no molecule, in SMILES columns
+NO_MOLECULE = "*"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MoleculeSettings:
+    report_prior_samples: int = option(
+        64, "samples of the pretrained model that a run's report draws (with the run's steps, seed 0) and scores with "
+            "the training reward, to compare with the final samples' QED, SA and reward; kept in "
+            "samples/pretrained.tsv (0: none)")
+
+    def validate(self):
+        if self.report_prior_samples < 0:
+            raise ConfigError(f"report_prior_samples: must be >= 0 (0: none), got {self.report_prior_samples}")
+
+
+def best_distinct(smiles: list[str], scores: np.ndarray, n: int) -> list[int]:
+    """Indices of the `n` distinct molecules with the highest scores, best first (ties: the first listed); rows
+    without a molecule or a finite score are left out."""
+    ranked = sorted((i for i, s in enumerate(smiles) if s != NO_MOLECULE and np.isfinite(scores[i])),
+                    key=lambda i: -scores[i])
+    best: dict[str, int] = {}
+    for i in ranked:
+        best.setdefault(smiles[i], i)
+        if len(best) == n:
+            break
+    return list(best.values())
+
 
 class MoleculeTask(Task):
     length = MAX_TOKENS
     sample_suffix = ".smi"
     tradeoff_metrics = ("int_div", "nll_median")
+    Settings = MoleculeSettings
+    #: the training reward in the report's figures (None: it is QED, already drawn)
+    reward_label: str | None = "training reward"
+    #: the held-out reward in the legends of the best designs (None: the same as the training reward)
+    eval_label: str | None = None
 
-    def _corpus(self) -> tuple[list[str], list[str]]:
-        sf = require("selfies")
-        corpus = [s for s in selfies_corpus(PRETRAIN_MOLECULES + VALID_MOLECULES) if sf.len_selfies(s) <= MAX_TOKENS]
-        return corpus[:-VALID_MOLECULES], corpus[-VALID_MOLECULES:]
+    def _corpus(self, size: int = 0) -> tuple[list[str], list[str]]:
+        """(training, validation) SELFIES of MOSES molecules (`pretraining_corpus`) that fit the task: at most
+        MAX_TOKENS tokens, all of them in the task's vocabulary (so that every model pretrained here generates
+        the task's sequences; the committed model's vocabulary is that of its 200,000 molecules)."""
+        train, valid = pretraining_corpus(size, PRETRAIN_MOLECULES, VALID_MOLECULES)
+        kept = [[s for s in part if self.alphabet.fits(s, MAX_TOKENS)] for part in (train, valid)]
+        left_out = len(train) + len(valid) - len(kept[0]) - len(kept[1])
+        if left_out:
+            log.warning("left out %d MOSES molecules longer than %d SELFIES tokens or with a token outside the "
+                        "task's %d", left_out, MAX_TOKENS, self.alphabet.size)
+        return kept[0], kept[1]
 
-    def pretrain_sequences(self):
-        return self._corpus()
-
-    def pretrain_alphabet(self, train: list[str]):
-        return selfies_alphabet(train)
+    def pretrain_sequences(self, size: int = 0):
+        return self._corpus(size)
 
     def pretrained_model(self):
         return MaskedDiffusion.from_pretrained(asset(PRETRAINED))
@@ -80,8 +131,91 @@ class MoleculeTask(Task):
         """The default columns (`sequence` is the SELFIES) with the molecule's `smiles` (`*`: none), QED and SA."""
         columns = super().per_sequence(seqs, reward, likelihood_samples, seed)
         smiles = decode_all(seqs)
-        return {"sequence": columns.pop("sequence"), "smiles": [s or "*" for s in smiles], **self._properties(smiles),
-                **columns}
+        return {"sequence": columns.pop("sequence"), "smiles": [s or NO_MOLECULE for s in smiles],
+                **self._properties(smiles), **columns}
+
+    # -------------------------------------------------------------- report
+    def report_figures(self, folder: RunFolder, steps: int) -> list[ReportFigure]:
+        """The best final samples (`REPORT_TOP` distinct molecules by training reward, as a grid image) and the QED,
+        SA and training-reward distributions of the final samples against samples of the pretrained model."""
+        if not folder.final_table_file.is_file():
+            return []
+        final = read_table(folder.final_table_file)
+        folder.figures_dir.mkdir(exist_ok=True)
+        top = self._top_designs(final, folder)
+        return ([top] if top else []) + [self._distributions(final, self._prior_table(folder, steps), folder, steps)]
+
+    def _top_designs(self, final: dict[str, list[str]], folder: RunFolder) -> ReportFigure | None:
+        path = folder.figures_dir / "top_designs.png"
+        drawn = self.draw_top_designs(final, path)
+        if not drawn:
+            return None
+        return ReportFigure(
+            f"The {drawn} best final samples", str(path.relative_to(folder.path)),
+            f"The distinct valid molecules among the {len(final['smiles'])} final samples with the highest training "
+            f"reward ({self.reward_label or 'QED'}), best first; under each its rank, reward"
+            f"{f' ({self.eval_label}: the held-out evaluation)' if self.eval_label else ''}, QED and SA (lower: "
+            f"easier to make).")
+
+    def draw_top_designs(self, table: dict[str, list[str]], path: Path) -> int:
+        """A grid image of the `REPORT_TOP` distinct valid molecules of a per-sequence table (columns smiles, QED,
+        SA, reward and, if it has one, eval_reward) with the highest training reward, best first, each with its
+        scores. Returns how many it drew (0: no valid molecule, no image)."""
+        reward = np.array(table["reward"], dtype=float)
+        best = best_distinct(table["smiles"], reward, REPORT_TOP)
+        if not best:
+            return 0
+        held_out = np.array(table["eval_reward"], dtype=float) if "eval_reward" in table and self.eval_label else None
+        legends = [f"#{rank} reward {reward[i]:.3g}" + (f", {self.eval_label} {held_out[i]:.3g}"
+                                                         if held_out is not None else "")
+                   + f"\nQED {float(table['QED'][i]):.2f}, SA {float(table['SA'][i]):.2f}"
+                   for rank, i in enumerate(best, start=1)]
+        molecule_grid([table["smiles"][i] for i in best], legends, path)
+        return len(best)
+
+    def score_table(self, seqs: list[str]) -> dict[str, list]:
+        """Per molecule: the SELFIES (`sequence`), SMILES (`*`: none), QED, SA and the training reward (NaN where it
+        fails), a fresh reward's calls (for docking: seconds each)."""
+        smiles = decode_all(seqs)
+        return {"sequence": seqs, "smiles": [s or NO_MOLECULE for s in smiles], **self._properties(smiles),
+                "reward": as_reward(self.training_reward())(seqs)}
+
+    def _prior_table(self, folder: RunFolder, steps: int) -> dict[str, list] | None:
+        """`report_prior_samples` samples of the pretrained model with their `score_table`: samples/pretrained.tsv,
+        drawn and scored once (scoring can be docking)."""
+        n = self.settings.report_prior_samples
+        path = folder.prior_table_file
+        if n == 0:
+            return None
+        if path.is_file():
+            table = read_table(path)
+            if len(table["sequence"]) == n:
+                return table
+        tokens = self.likelihood_model.sample(n, steps, torch.Generator().manual_seed(0))
+        write_table(path, self.score_table(self.alphabet.decode(tokens.cpu())))
+        return read_table(path)
+
+    def _distributions(self, final: dict[str, list[str]], prior: dict[str, list[str]] | None, folder: RunFolder,
+                       steps: int) -> ReportFigure:
+        columns = [("QED (higher: more drug-like)", "QED"), ("SA (lower: easier to make)", "SA")]
+        columns += [(self.reward_label, "reward")] if self.reward_label else []
+        sets = {"pretrained": prior, "fine-tuned": final} if prior else {"fine-tuned": final}
+
+        def valid(table: dict[str, list[str]], column: str) -> np.ndarray:
+            return np.array([v for v, s in zip(table[column], table["smiles"]) if s != NO_MOLECULE], dtype=float)
+
+        path = folder.figures_dir / "distributions.png"
+        plot_distributions([(title, {name: valid(t, column) for name, t in sets.items()}) for title, column in columns],
+                           path)
+        prior_note = (f"against {len(prior['smiles'])} samples of the pretrained model drawn for this report ({steps} "
+                      f"steps, seed 0; samples/pretrained.tsv, task setting report_prior_samples) and scored with the "
+                      f"same training reward" if prior else
+                      "alone (task setting report_prior_samples is 0: no pretrained samples)")
+        return ReportFigure(
+            "Distributions of the final samples", str(path.relative_to(folder.path)),
+            f"The run's {len(final['smiles'])} final samples {prior_note}; valid molecules only, histograms of unit "
+            f"area. The fine-tuned samples' training reward is as the run recorded it: a molecule the reward failed "
+            f"on shows at the run's penalty, while a pretrained sample the reward fails on is left out.")
 
     def diversity(self, seqs: list[str]) -> float:
         """Internal diversity (1 - mean Tanimoto, Morgan r=2) of the valid molecules."""
@@ -117,9 +251,10 @@ class MoleculeTask(Task):
     def reward_metrics(self, seqs: list[str]) -> dict:
         raise NotImplementedError
 
-    def model_report(self, model, n_samples: int = 10_000, steps: int = 32, seed: int = 0) -> dict:
-        """MOSES metrics of `n_samples` samples against the MOSES test set, FCD included, and the
-        validation ELBO of the held-out corpus molecules."""
+    def model_report(self, model, n_samples: int = 10_000, steps: int | None = None, seed: int = 0) -> dict:
+        """MOSES metrics of `n_samples` samples (`steps` denoising steps, default 32) against the MOSES test set,
+        FCD included, and the validation ELBO of the held-out corpus molecules."""
+        steps = steps or 32
         gen = torch.Generator().manual_seed(seed)
         samples = self.alphabet.decode(model.sample(n_samples, steps, gen, batch_size=500).cpu())
         report = {"samples": n_samples, "steps": steps}
@@ -138,6 +273,7 @@ class MosesQED(MoleculeTask):
 
     name = "moses-qed"
     table_metrics = ("QED", "SA", "nll_median", "validity", "uniqueness", "novelty", "int_div")
+    reward_label = None
 
     def training_reward(self):
         return QEDReward()
@@ -161,6 +297,8 @@ class PARP1Docking(MoleculeTask):
     table_metrics = ("docking_median", "docking_top10", "QED", "SA", "nll_median", "validity", "uniqueness",
                      "novelty", "int_div")
     target = "PARP1"
+    reward_label = "docking score, -Vina kcal/mol (training: exhaustiveness 1)"
+    eval_label = "exh. 8"
 
     def training_reward(self):
         return DockingReward(DockingConfig(target=self.target, exhaustiveness=1, seed=0))

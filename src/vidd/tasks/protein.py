@@ -73,7 +73,7 @@ class ProteinDesign(Task):
     def length(self) -> int:
         return self.settings.length
 
-    def pretrain_sequences(self):
+    def pretrain_sequences(self, size: int = 0):
         raise UserError(f"{self.name}: the prior (EvoDiff OA-DM or ESM-2) was pretrained by its authors on UniRef; "
                         f"`vidd pretrain` does not train it")
 

@@ -1,0 +1,76 @@
+"""The long molecule runs of issue 16 as scripts (docs/tasks/molecules.md), at SMOKE scale on the fake MOSES of
+`support.fake_moses` and a tiny model: scripts/molecule_prior_levers.sh (pretrain variants, model reports, the
+lever table) and scripts/parp1_table.sh (VIDD, equal-call baselines, Best-of-32, the table and grids; on
+moses-qed, QED standing in for docking). Each runs twice: the second run skips everything the first finished."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("rdkit", reason="molecules need the [chem] extra: pip install 'vidd[chem]'")
+pytest.importorskip("selfies", reason="molecules need the [chem] extra: pip install 'vidd[chem]'")
+
+from support.fake_moses import write_fake_moses_asset  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKE_VIDD = f"{sys.executable} {ROOT / 'tests' / 'support' / 'fake_moses_cli.py'}"
+
+
+def run_script(script: str, out: Path, tmp_path: Path, **variables: str) -> str:
+    assets = tmp_path / "assets"
+    if not assets.is_dir():
+        write_fake_moses_asset(assets)
+    env = {**os.environ, "SMOKE": "1", "VIDD": FAKE_VIDD, "PYTHON": sys.executable, "VIDD_ASSETS": str(assets),
+           "VIDD_CACHE": str(tmp_path / "cache"), "WORKERS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+           **variables}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / script), str(out)], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def assert_png(path: Path) -> None:
+    assert path.read_bytes().startswith(b"\x89PNG"), path
+
+
+@pytest.mark.slow
+def test_molecule_prior_levers_script_trains_reports_and_tabulates(tmp_path):
+    out = tmp_path / "levers"
+    variants = {"VARIANTS": "committed random-smiles time-conditioned"}
+    first = run_script("molecule_prior_levers.sh", out, tmp_path, **variants)
+    assert "random-smiles: pretraining" in first and "committed: model report at 8 steps" in first
+    table = (out / "table.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "variant" not in line]
+    assert [row.split(" | ")[0] for row in rows] == ["| committed", "| random-smiles", "| time-conditioned"]
+    assert all(row.count("| - ") == 0 for row in rows[1:]), table  # every number there for the trained ones
+    assert "`augment=random-smiles augment_workers=1`" in table and "`model.time_conditioned=true`" in table
+    assert (out / "random-smiles" / "TRAINED").is_file() and (out / "random-smiles" / "model").is_dir()
+    assert_png(out / "learning_curves.png")
+    second = run_script("molecule_prior_levers.sh", out, tmp_path, **variants)
+    assert "random-smiles: trained before, skipped" in second and "pretraining" not in second
+    assert (out / "table.md").read_text() == table
+
+
+@pytest.mark.slow
+def test_parp1_table_script_runs_every_method_and_resumes(tmp_path):
+    out = tmp_path / "parp1"
+    first = run_script("parp1_table.sh", out, tmp_path)
+    table = (out / "table.md").read_text()
+    for row in ("| pretrained | 8 |", "| VIDD (the quick preset) | 8 |", "| DDPO, VIDD's calls | 8 |",
+                "| Best-of-N, VIDD's calls (N = ", "| Best-of-32 (N = 32) | 8 |"):
+        assert row in table, table
+    for grid in ("pretrained", "vidd", "ddpo", "best-of-n", "best-of-32"):
+        assert_png(out / "grids" / f"{grid}.png")
+        assert f"(grids/{grid}.png)" in table
+    assert "VIDD: the moses-qed quick preset" in first
+    calls = int(next(line for line in first.splitlines() if line.startswith("VIDD made")).split()[2])
+    assert f"| Best-of-N, VIDD's calls (N = {calls // 8}) |" in table
+    second = run_script("parp1_table.sh", out, tmp_path)
+    assert "VIDD: finished before, skipped" in second and "ddpo seed 0: done before, skipped" in second
+    assert (out / "table.md").read_text() == table
