@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import time
@@ -26,6 +25,7 @@ from vidd.rewards.counted import CountedReward
 from vidd.training.callbacks import Callback
 from vidd.training.config import FinetuneConfig
 from vidd.training.context import Context
+from vidd.training.copies import ModelCopies
 from vidd.training.distributed import ProcessGroup, merge_reward_accounting, world_size
 from vidd.training.objectives import Method
 
@@ -71,18 +71,16 @@ class Trainer:
         self.group.broadcast_module(pretrained)  # every process starts from the main process's weights
         for p in pretrained.parameters():
             p.requires_grad_(False)
-        student = copy.deepcopy(pretrained)
-        for p in student.parameters():
-            p.requires_grad_(True)
-        rollout = copy.deepcopy(pretrained)
-        self.ctx = Context(student, rollout, pretrained, CountedReward(reward, config.reward),
+        self.copies = ModelCopies(pretrained, config.model, config.seed)
+        self.ctx = Context(self.copies.student, self.copies.rollout, pretrained, CountedReward(reward, config.reward),
                            torch.Generator().manual_seed(config.seed), config.steps,
                            total_iterations=config.iterations)
         if self.group.world > 1:
             self.ctx.reward.journal = {}  # merged across processes after every iteration
         self.method = Method.lookup(config.method.name)(config.method)
         self.eval_reward = as_reward(eval_reward) if eval_reward is not None else None
-        self.optimizer = torch.optim.Adam(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.Adam(self.copies.trainable_parameters(), lr=config.lr,
+                                          weight_decay=config.weight_decay)
         self.metrics: list[dict] = []
         self.wall_seconds = 0.0
 
@@ -132,9 +130,10 @@ class Trainer:
         bar.close()
         if ctx.reward.exhausted:
             self.log(f"stopped: reward budget of {cfg.reward.budget} calls reached after {ctx.iteration} iterations")
-        result = FinetuneResult(ctx.student, self.metrics, self.folder.path if self.folder else None, ctx.reward.calls)
+        model = self.copies.final_model()
+        result = FinetuneResult(model, self.metrics, self.folder.path if self.folder else None, ctx.reward.calls)
         if self.folder:
-            group.on_main(self._finish)
+            group.on_main(lambda: self._finish(model))
         self._notify("on_run_end", result)
         return result
 
@@ -176,12 +175,10 @@ class Trainer:
                 for i in range(0, batch.size, cfg.loss_chunk):
                     chunk = {k: v[i:i + cfg.loss_chunk].to(self.device) for k, v in batch.examples.items()}
                     loss = self.method.example_loss(ctx, chunk).sum() / total
-                    loss.backward()
+                    self.copies.backward(loss)
                     losses[j].append(loss.item())
-            group.sum_gradients(list(ctx.student.parameters()))
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(ctx.student.parameters(), cfg.grad_clip)) if total else 0.0
-            if total:
-                self.optimizer.step()
+            group.sum_gradients(self.copies.trainable_parameters())
+            grad_norm = self.copies.clip_and_step(self.optimizer, cfg.grad_clip) if total else 0.0
         ctx.student.eval()
         finals = {j: b.finals.cpu() for j, b in batches.items()}
         rewards: dict[int, np.ndarray] = {}
@@ -244,8 +241,8 @@ class Trainer:
                       - ctx.pretrained.revealed_log_prob(x, nxt, ctx.pretrained.denoise(x, t))).double().cpu()
         return float(total.mean())
 
-    def _finish(self) -> None:
-        self.ctx.student.save(self.folder.student_checkpoint)
+    def _finish(self, model: MaskedDiffusion) -> None:
+        model.save(self.folder.student_checkpoint)
         self._final_eval()
 
     def _final_eval(self) -> None:
@@ -285,8 +282,7 @@ class Trainer:
     def _save_checkpoint(self) -> None:
         ctx = self.ctx
         self.folder.save_checkpoint({
-            "model": {**ctx.student.spec(), "state_dict": ctx.student.state_dict()},
-            "rollout": ctx.rollout.state_dict(),
+            **self.copies.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "iteration": ctx.iteration,
             "reward": ctx.reward.state_dict(),
@@ -297,8 +293,7 @@ class Trainer:
     def _load_checkpoint(self) -> None:
         state = self.folder.load_checkpoint(self.device)
         ctx = self.ctx
-        ctx.student.load_state_dict(state["model"]["state_dict"])
-        ctx.rollout.load_state_dict(state["rollout"])
+        self.copies.load_state_dict(state)
         self.optimizer.load_state_dict(state["optimizer"])
         ctx.iteration = state["iteration"]
         ctx.reward.load_state_dict(state["reward"])
