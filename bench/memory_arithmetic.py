@@ -8,7 +8,7 @@ example, L h (34 + 5 a L / h) bytes in 16-bit precision (Korthikanti et al. 2022
 recomputation in large transformer models", without sequence parallelism; twice that in fp32), or, with
 gradient checkpointing, the layer inputs (2 L h bytes per layer) plus one layer's activations.
 
-    python bench/memory_arithmetic.py                                    # ESM-2 650M, length 128, chunk 16
+    python bench/memory_arithmetic.py --length 256 --loss-chunk 32      # protein-ss paper preset (committed)
     python bench/memory_arithmetic.py --length 256 --loss-chunk 8 --rank 16
 """
 
@@ -98,7 +98,7 @@ def main():
     for r in rows:
         table.add_row(r["setting"], f"{r['student + gradients + Adam']:.2f}", f"{r['pretrained + roll-out']:.2f}",
                       f"{r['weights_and_optimizer_gb']:.2f}", f"{r['activations_gb']:.2f}", f"{r['total_gb']:.2f}")
-    Console().print(table)
+    Console(width=130).print(table)
     out = {"model": "facebook/esm2_t33_650M_UR50D (config only)", "parameters": n, "lora_rank": args.rank,
            "lora_parameters": n_lora, "length": args.length, "loss_chunk": args.loss_chunk, "rows": rows,
            "note": "arithmetic from dtypes and an activation formula; nothing measured"}
