@@ -29,8 +29,8 @@ from vidd.diffusion.pretrain import ModelConfig
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", default="assets/dhs-hepg2/pretrained.pt",
-                   help="model checkpoint; a fresh DilatedCNN (hidden 64, 2 stacks) if the file is absent")
+    p.add_argument("--checkpoint", default="src/vidd/assets/dhs-hepg2/pretrained",
+                   help="model folder; a fresh DilatedCNN (hidden 64, 2 stacks) if it is absent")
     p.add_argument("--steps", type=int, default=128)
     p.add_argument("--length", type=int, default=200, help="sequence length of a fresh model")
     p.add_argument("--batch", type=int, default=64)
@@ -47,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_model(args) -> tuple[MaskedDiffusion, str]:
     path = Path(args.checkpoint)
-    if path.is_file() and not args.quick:
+    if path.exists() and not args.quick:
         return MaskedDiffusion.load(path), str(path)
     torch.manual_seed(args.seed)
     config = ModelConfig(hidden=16, stacks=1) if args.quick else ModelConfig(hidden=64, stacks=2)

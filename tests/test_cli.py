@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import yaml
 from support.toy_task import ToyGC
 from typer.testing import CliRunner
 
-from vidd.cli import app, config_markdown, method_markdown
+import vidd
+from vidd.cli import _preset_help, app, config_markdown, method_markdown
+from vidd.tasks.base import PRESETS_DIR
 from vidd.training.objectives import Method
 
 runner = CliRunner()
@@ -26,8 +29,9 @@ def test_finetune_sample_evaluate_round_trip(tmp_path):
     r = invoke("finetune", ToyGC.name, "--preset", "quick", "--out", run)
     assert r.exit_code == 0, r.output
     assert "reward calls per iteration" in r.output
-    for name in ("config.yaml", "metrics.jsonl", "metrics.csv", "final_eval.json", "checkpoints/student.pt",
-                 "curves.png", "report.html"):
+    for name in ("config.yaml", "metrics.jsonl", "metrics.csv", "final_eval.json",
+                 "checkpoints/student/config.json", "checkpoints/student/model.safetensors", "curves.png",
+                 "report.html"):
         assert (run / name).is_file(), name
     page = (run / "report.html").read_text()
     assert "Final evaluation" in page and "reward_median" in page and "curves.png" in page
@@ -104,7 +108,7 @@ def test_pretrain_on_fasta_and_resume(tmp_path):
               "eval_every=2", "--set", "warmup_steps=1", "--set", "eval_sequences=8"]
     r = invoke("pretrain", "--data", data, "--out", out, "--set", "epochs=1", *common)
     assert r.exit_code == 0, r.output
-    assert (out / "model.pt").is_file()
+    assert (out / "model" / "model.safetensors").is_file()
     r = invoke("pretrain", "--data", data, "--out", out, "--set", "epochs=1", *common)
     assert r.exit_code == 2 and "--resume" in r.output
     r = invoke("pretrain", "--data", data, "--out", out, "--resume", "--set", "epochs=2", *common)
@@ -117,14 +121,15 @@ def test_docs_config_tables_are_current():
     """docs/config.md holds every command's table and every built-in method's (methods that tests register
     are left out)."""
     doc = (Path(__file__).parents[1] / "docs" / "config.md").read_text()
-    for command, method in (("finetune", "vidd"), ("pretrain", None), ("train-oracle", None)):
+    for command, method in (("finetune", "vidd"), ("pretrain", None), ("train-oracle", None), ("assay-oracle", None)):
         assert config_markdown(command, method) in doc, f"docs/config.md is stale: run `vidd config {command}`"
     for name, cls in Method.registry.items():
         if cls.__module__.startswith("vidd.") and name != "vidd":  # vidd's fields are in the finetune table
             assert method_markdown(name) in doc, "docs/config.md is stale: run `vidd config finetune`"
 
 
-def test_bench_equal_budget_and_failure_reporting(tmp_path):
+def test_bench_equal_budget_and_failure_reporting(tmp_path, monkeypatch):
+    monkeypatch.setattr(ToyGC, "table_metrics", ("reward_median",))  # a reward column: the trade-off plot is drawn
     out = tmp_path / "bench"
     args = ["bench", ToyGC.name, "--methods", "vidd,drakes,best-of-n,pretrained", "--budget", "60",
             "--samples", "4", "--out", out, "--set", "eval_every=1"]
@@ -132,14 +137,17 @@ def test_bench_equal_budget_and_failure_reporting(tmp_path):
     assert r.exit_code == 0, r.output
     rows = json.loads((out / "results.json").read_text())
     by = {row["method"]: row for row in rows}
-    assert by["vidd"]["status"] == "ok" and by["vidd"]["reward_calls"] >= 60
+    assert by["vidd"]["status"] == "ok" and by["vidd"]["reward_calls"] <= 60
     assert by["pretrained"]["reward_calls"] == 0
     assert by["best-of-n"]["reward_calls"] <= 60
     assert by["drakes"]["status"] == "failed" and "differentiable" in by["drakes"]["error"]
     table = (out / "table.md").read_text()
     assert "drakes (failed 1/1" in table and "| vidd |" in table
-    for name in ("results.csv", "sample_efficiency.png", "tradeoff.png"):
-        assert (out / name).is_file() or name == "tradeoff.png"
+    assert "| method | reward_median | reward_calls |" in table
+    for name in ("curves.png", "tradeoff.png"):
+        assert (out / name).read_bytes().startswith(b"\x89PNG"), name
+    with open(out / "results.csv") as f:
+        assert {r["method"]: r["status"] for r in csv.DictReader(f)} == {m: by[m]["status"] for m in by}
     r = invoke(*args)  # a rerun skips finished work
     assert r.exit_code == 0 and "done before, skipped" in r.output
 
@@ -149,11 +157,30 @@ def test_bench_rejects_unknown_method(tmp_path):
     assert r.exit_code == 2 and "unknown method 'nope'" in r.output
 
 
+@pytest.mark.parametrize("args,message", [
+    (["--eval-at-calls", "5,x"], "--eval-at-calls: expected comma-separated numbers"),
+    (["--eval-at-calls", "5,20"], "every threshold must lie in [1, budget = 10]"),
+    (["--compare", "vidd:ddpo"], "--compare: vidd:ddpo must name two of the benchmark's methods"),
+    (["--lrs", "1e-3", "--pick", "best"], "--pick: expected NAME=A,B,..."),
+    (["--lrs", "1e-3", "--pick", "best=vidd,nope"], "--pick: best=vidd,nope must name a new label"),
+    (["--methods", "v2", "--variants", "VARIANTS"], "v2 extends 'v1', which is neither a variant nor a method"),
+])
+def test_bench_option_errors_stop_before_any_run(tmp_path, args, message):
+    variants = tmp_path / "variants.yaml"
+    variants.write_text("v2: {extends: v1}\n")
+    args = [str(variants) if a == "VARIANTS" else a for a in args]
+    if "--methods" not in args:
+        args = ["--methods", "vidd", *args]
+    r = invoke("bench", ToyGC.name, "--budget", "10", "--out", tmp_path / "b", *args)
+    assert r.exit_code == 2 and message in r.output, r.output
+    assert not (tmp_path / "b" / "runs").exists()
+
+
 def test_sample_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
     bogus = tmp_path / "model.pt"
     bogus.write_text("not a checkpoint")
     r = invoke("sample", ToyGC.name, "--checkpoint", bogus, "--out", tmp_path / "s.fasta")
-    assert r.exit_code == 2 and "not a readable torch checkpoint" in r.output
+    assert r.exit_code == 2 and "not a readable checkpoint" in r.output
 
 
 def test_report_of_an_interrupted_run(tmp_path):
@@ -177,3 +204,26 @@ def test_model_report_runs_on_the_given_device_and_writes_json(tmp_path):
     r = invoke("model-report", "--task", ToyGC.name, "--samples", 5, "--device", "cpu", "--json", out)
     assert r.exit_code == 0, r.output
     assert json.loads(out.read_text())["device"] == "cpu" and json.loads(out.read_text())["samples"] == 5
+
+
+def test_version_is_the_package_version():
+    r = CliRunner().invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output == f"vidd {vidd.__version__}\n"
+
+
+def test_preset_help_lists_each_tasks_preset_files():
+    text = _preset_help()
+    for folder in PRESETS_DIR.iterdir():
+        names = sorted(p.stem for p in folder.glob("*.yaml") if p.stem != "defaults")
+        assert f"{folder.name}: {' | '.join(names)}" in text
+
+
+def test_model_report_shows_the_provenance(tmp_path):
+    run = tmp_path / "run"
+    assert invoke("finetune", ToyGC.name, "--preset", "quick", "--out", run).exit_code == 0
+    r = invoke("model-report", "--task", ToyGC.name, "--checkpoint", run, "--samples", 4)
+    assert r.exit_code == 0, r.output
+    origin = json.loads(r.output)["provenance"]
+    assert (origin["task"], origin["method"], origin["iteration"]) == (ToyGC.name, "vidd", 2)
+    assert origin["base_model"]["sha256"] == ToyGC().pretrained_model().weights_sha256()
+    assert origin["config"]["iterations"] == 2 and origin["reward_calls"] > 0 and origin["vidd_version"]

@@ -5,10 +5,9 @@ The Python API: `vidd.finetune(model, reward, config, out=...)` for any model an
 for the settings.
 """
 
+from vidd.core.version import __version__
 from vidd.run import build_run, finetune, finetune_config
 from vidd.tasks import Task
 from vidd.training import FinetuneConfig, FinetuneResult
-
-__version__ = "0.1.0"
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "Task", "build_run", "finetune", "finetune_config", "__version__"]

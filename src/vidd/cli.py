@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
@@ -12,20 +14,30 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from vidd.bench import BenchPlan, method_kind, run_bench
-from vidd.core import alphabets
+from vidd import __version__
+from vidd.bench import BenchPlan, load_variants, lr_sweep, run_bench
 from vidd.core import config as cfg
 from vidd.core.atomic import atomic_open
+from vidd.core.devices import check_available
 from vidd.core.errors import UserError
 from vidd.core.runfolder import RunFolder
-from vidd.core.seqio import read_sequences
+from vidd.core.safefiles import load_trusted
+from vidd.core.seqio import write_table
 from vidd.data import dhs
+from vidd.data.corpus import load_corpus, read_corpus
+from vidd.data.assays import read_labelled, write_synthetic_h3_library
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.diffusion.pretrain import PretrainConfig, pretrain as run_pretraining
 from vidd.eval.report import write_report
+from vidd.rewards import oracle
+from vidd.rewards.assay_oracle import (
+    ALPHABET_NAMES, SPEC_FILE, AssayOracle, AssayOracleConfig, score_table, train_assay_oracle,
+)
 from vidd.rewards.oracle import OracleConfig, load_classifier, oracle_report, train_oracle
-from vidd.run import build_run, finetune_config, resume_config
+from vidd.rewards.specs import FORMS, absolute_spec
+from vidd.run import build_run, finetune_config, resume_config, run_task, write_report_tables
 from vidd.tasks import Task
+from vidd.tasks.custom import CUSTOM
 from vidd.training import FinetuneConfig
 from vidd.training.objectives import Method
 
@@ -38,8 +50,15 @@ TASK_SET_OPT = typer.Option([], "--task-set", help="a task setting key=value, as
                                                    "(e.g. protein-ss: --task-set length=64)")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"vidd {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="print vidd's version and exit")) -> None:
     """vidd: reward-guided fine-tuning of diffusion models for biomolecular design."""
 
 
@@ -53,7 +72,8 @@ def user_errors():
     """Errors caused by the user's input end the command with a message, not a traceback."""
     try:
         yield
-    except (UserError, FileNotFoundError, FileExistsError) as e:
+    except (UserError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+            PermissionError) as e:
         fail(str(e))
 
 
@@ -62,22 +82,45 @@ def write_json(path: Path, obj) -> None:
         json.dump(obj, f, indent=2)
 
 
+def check_output_file(path: Path, option: str, overwrite: bool) -> None:
+    """An output file can be written at `path` (before any work starts)."""
+    if path.is_dir():
+        fail(f"{option} {path}: is a folder; give a file name")
+    if path.exists() and not overwrite:
+        fail(f"{option} {path}: exists; pass --force to overwrite it")
+    folder = next(p for p in path.absolute().parents if p.exists())
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        fail(f"{option} {path}: cannot be written ({folder} is not a writable folder)")
+
+
+TRUST_OPT = typer.Option(False, "--trust-checkpoint",
+                         help="also read a vidd 0.1 `.pt` checkpoint (pickle): unpickling can run code hidden in "
+                              "the file, so only for files whose origin you trust (docs/reliability.md)")
+
+
 def layers(config_file: Optional[Path], overrides: list[str]) -> list[dict]:
     return [cfg.load_yaml(config_file) if config_file else {}, cfg.parse_overrides(overrides)]
 
 
 @app.command()
 def pretrain(
-    out: Path = typer.Option(..., "--out", help="output folder (model.pt, state.pt, log.jsonl)"),
+    out: Path = typer.Option(..., "--out", help="output folder (model/, state.pt, log.jsonl)"),
     task: Optional[str] = typer.Option(None, "--task", help="train on this task's training split"),
-    data: Optional[Path] = typer.Option(None, "--data", help="FASTA file of training sequences"),
-    valid: Optional[Path] = typer.Option(None, "--valid", help="FASTA file of validation sequences"),
-    alphabet: str = typer.Option("DNA", "--alphabet", help="alphabet of --data: DNA or protein"),
+    data: Optional[Path] = typer.Option(None, "--data", help="training sequences: FASTA (any lengths), a CSV/TSV "
+                                        "table (.csv, .tsv, with --column) or SMILES (.smi, read as SELFIES); "
+                                        "docs/data.md"),
+    valid: Optional[Path] = typer.Option(None, "--valid", help="validation sequences, a file like --data (default: "
+                                         "the first 1/20 of --data)"),
+    column: Optional[str] = typer.Option(None, "--column", help="the column of sequences of a CSV/TSV --data/--valid"),
+    alphabet: Optional[str] = typer.Option(None, "--alphabet", help="alphabet of --data: DNA (default), RNA, protein, "
+                                           "SELFIES (default for SMILES) or custom:LETTERS, e.g. custom:ACDE; "
+                                           "varying lengths add a padding token"),
     config_file: Optional[Path] = CONFIG_OPT,
     overrides: list[str] = SET_OPT,
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out"),
+    trust_checkpoint: bool = TRUST_OPT,
 ):
-    """Pretrain a masked diffusion model on a task's training split or on a FASTA file."""
+    """Pretrain a masked diffusion model on a task's training split or on your sequences (FASTA, CSV/TSV, SMILES)."""
     with user_errors():
         config = cfg.build(PretrainConfig, *layers(config_file, overrides))
         if (task is None) == (data is None):
@@ -87,31 +130,50 @@ def pretrain(
             train, val = t.pretrain_sequences()
             alpha, length = t.pretrain_alphabet(train), t.length
         else:
-            alpha = {"DNA": alphabets.DNA, "protein": alphabets.PROTEIN}.get(alphabet)
-            if alpha is None:
-                fail(f"--alphabet must be DNA or protein, got {alphabet!r}")
-            train = read_sequences(data, alpha)
-            if valid:
-                val = read_sequences(valid, alpha, length=len(train[0]))
-            else:
-                cut = max(1, len(train) // 20)
-                train, val = train[cut:], train[:cut]
-            length = None
-        run_pretraining(config, alpha, train, val, out, resume=resume, log=typer.echo, length=length)
-    typer.echo(f"saved {out / 'model.pt'}")
+            corpus = load_corpus(data, valid, alphabet, column)
+            alpha, train, val, length = corpus.alphabet, corpus.train, corpus.valid, corpus.length
+        run_pretraining(config, alpha, train, val, out, resume=resume, log=typer.echo, length=length,
+                        trust_checkpoint=trust_checkpoint)
+    typer.echo(f"saved {out / 'model'}")
 
 
 @app.command("train-oracle")
 def train_oracle_cmd(
-    out: Path = typer.Option(..., "--out", help="output checkpoint (.pt)"),
-    task: str = typer.Option("dhs-hepg2", "--task", help="task whose oracle to train (dhs-hepg2)"),
+    out: Path = typer.Option(..., "--out", help="output folder: a cell-type oracle (config.json + model.safetensors, "
+                                                "--task) or an assay oracle (--data)"),
+    task: Optional[str] = typer.Option(None, "--task", help="task whose cell-type oracle to train (dhs-hepg2, the "
+                                                            "default without --data)"),
+    data: Optional[Path] = typer.Option(None, "--data", help="CSV/TSV of labelled sequences: train an assay oracle "
+                                                             "(docs/oracles.md; fields: `vidd config assay-oracle`)"),
+    sequence_column: str = typer.Option("sequence", "--sequence-column", help="--data: the sequence column"),
+    label_column: str = typer.Option("label", "--label-column", help="--data: the label column (0/1 or real)"),
+    alphabet: Optional[str] = typer.Option(None, "--alphabet", help="--data: DNA, RNA, protein, SELFIES or "
+                                                                    "custom:LETTERS"),
+    model: Optional[str] = typer.Option(None, "--model", help="--data: cnn, ridge or logistic (field `model`)"),
+    features: Optional[str] = typer.Option(None, "--features", help="--data: onehot or kmer (field `features`)"),
+    ensemble: Optional[int] = typer.Option(None, "--ensemble", help="--data: ensemble members (field `ensemble`)"),
     config_file: Optional[Path] = CONFIG_OPT,
     overrides: list[str] = SET_OPT,
 ):
-    """Train a cell-type classifier oracle on one half of a task's training split (e.g. --set half=0 --set seed=1)."""
+    """Train an assay oracle on labelled sequences (--data), or a task's cell-type classifier oracle on one half
+    of its training split (--task dhs-hepg2, e.g. --set half=0 --set seed=1)."""
+    flags = {k: v for k, v in {"model": model, "features": features, "ensemble": ensemble}.items() if v is not None}
     with user_errors():
+        if data is not None:
+            if task is not None:
+                fail("give --task (a task's cell-type oracle) or --data (an assay oracle), not both")
+            if alphabet is None:
+                fail(f"--data needs --alphabet: one of {', '.join(ALPHABET_NAMES)}")
+            config = cfg.build(AssayOracleConfig, *layers(config_file, overrides), flags)
+            trained = train_assay_oracle(config, read_labelled(data, sequence_column, label_column), alphabet,
+                                         log=typer.echo)
+            trained.save(out)
+            typer.echo(f"saved {out} (report: {out / SPEC_FILE})")
+            return
+        if flags or alphabet is not None:
+            fail("--alphabet, --model, --features and --ensemble apply to an assay oracle (--data)")
         config = cfg.build(OracleConfig, *layers(config_file, overrides))
-        data = _oracle_data(task)
+        data = _oracle_data(task or "dhs-hepg2")
         test = data["test"]
         model = train_oracle(config, data["train"].sequences, data["train"].labels, data["valid"].sequences,
                              data["valid"].labels, out, log=typer.echo, test=(test.sequences, test.labels))
@@ -121,10 +183,64 @@ def train_oracle_cmd(
     typer.echo(f"saved {out}")
 
 
+@app.command("oracle-predict")
+def oracle_predict(
+    oracle: Path = typer.Argument(..., help="an assay oracle folder (vidd train-oracle --data)"),
+    out: Path = typer.Option(..., "--out", help="CSV of the distinct sequences: rank, sequence, count, score, "
+                                                "mean, std"),
+    run: Optional[Path] = typer.Option(None, "--run", help="score a fine-tuning run's final samples as its task "
+                                                          "(--task) gives them to the oracle (antibody tasks: the "
+                                                          "CDR-H3 loops)"),
+    task: Optional[str] = typer.Option(None, "--task", help="with --run: the run's task"),
+    samples: Optional[Path] = typer.Option(None, "--samples", help="FASTA, SMILES or a table (.csv, .tsv, .tab) with "
+                                                                  "--column (with --run: a sample file of its task)"),
+    sequence_column: Optional[str] = typer.Option(None, "--column", help="the sequence column of a table"),
+    pessimism: float = typer.Option(0.0, "--pessimism", help="score = ensemble mean - k std"),
+):
+    """Score sequences with an assay oracle, best first, to pick designs (docs/oracles.md)."""
+    with user_errors():
+        if (run is None) != (task is None):
+            fail("--run and --task go together: the run folder and its task")
+        model = AssayOracle.load(oracle)
+        if run is not None:
+            folder = RunFolder(run)
+            t = run_task(task, resume_config(folder))
+            seqs = t.oracle_input(t.read_samples(samples or folder.samples_file("final", t.sample_suffix)), model)
+        elif samples is None:
+            fail("give --run RUN --task TASK (the run's final samples) or --samples FILE")
+        else:
+            seqs = read_corpus(samples, sequence_column)
+        rows = score_table(model, seqs, pessimism)
+        with atomic_open(out) as f:
+            writer = csv.DictWriter(f, list(rows[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+    table = Table(title=f"{oracle}: {len(seqs)} sequences, {len(rows)} distinct (best 10)")
+    for column in rows[0]:
+        table.add_column(column, justify="left" if column == "sequence" else "right")
+    for r in rows[:10]:
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()))
+    Console().print(table)
+    typer.echo(f"wrote {out}")
+
+
+@app.command("synthetic-assay")
+def synthetic_assay(
+    out: Path = typer.Option(..., "--out", help="CSV file to write"),
+    n: int = typer.Option(2000, "--n", help="number of variants"),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Write vidd's SYNTHETIC example assay: trastuzumab CDR-H3 variants labelled by a planted rule
+    (docs/oracles.md)."""
+    with user_errors():
+        write_synthetic_h3_library(out, n, seed)
+    typer.echo(f"wrote {n} synthetic variants to {out}")
+
+
 @app.command("oracle-report")
 def oracle_report_cmd(
-    oracle_a: Path = typer.Argument(..., help="first oracle checkpoint (the one fine-tuned against)"),
-    oracle_b: Path = typer.Argument(..., help="second, held-out oracle checkpoint (the evaluator)"),
+    oracle_a: Path = typer.Argument(..., help="first oracle folder (the one fine-tuned against)"),
+    oracle_b: Path = typer.Argument(..., help="second, held-out oracle folder (the evaluator)"),
     task: str = typer.Option("dhs-hepg2", "--task", help="task whose test split to use (dhs-hepg2)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the report as JSON here"),
 ):
@@ -167,12 +283,22 @@ def _oracle_data(task: str) -> dict:
     return dhs.load_dhs()
 
 
-def _resolve_model(task, checkpoint: Optional[Path]):
+def _resolve_model(task, checkpoint: Optional[Path], trust: bool = False):
+    """The model --checkpoint names (a model folder, a run folder or a run checkpoint; default: the task's
+    pretrained model), checked against the task."""
     if checkpoint is None:
         return task.pretrained_model()
-    if checkpoint.is_dir():  # a run folder: its final student, else its latest checkpoint
-        return MaskedDiffusion.load(RunFolder(checkpoint).model_checkpoint())
-    return MaskedDiffusion.load(checkpoint)
+    run = RunFolder(checkpoint)
+    if checkpoint.is_dir() and run.holds_run():  # its fine-tuned model, else (in progress) its latest checkpoint
+        path, final = run.model_checkpoint()
+        model = MaskedDiffusion.load(path, trust=trust)
+        if not final:
+            typer.echo(f"note: the run {checkpoint} is in progress or was interrupted: using its latest checkpoint "
+                       f"(iteration {model.metadata.get('iteration', '?')}), not a final model", err=True)
+    else:
+        model = MaskedDiffusion.load(checkpoint, trust=trust)
+    task.check_model(model, f"--checkpoint {checkpoint}")
+    return model
 
 
 @app.command()
@@ -181,17 +307,21 @@ def sample(
     n: int = typer.Option(100, "--n", help="number of samples"),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", help="output file (FASTA for DNA tasks)"),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="model file or run folder (default: the task's pretrained model)"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="model folder or run folder (default: the task's pretrained model)"),
     steps: int = typer.Option(128, "--steps", help="denoising steps"),
-    batch_size: int = typer.Option(256, "--batch-size"),
+    batch_size: int = typer.Option(256, "--batch-size", help="samples drawn at once (memory bound)"),
     task_settings: list[str] = TASK_SET_OPT,
+    force: bool = typer.Option(False, "--force", help="overwrite --out if it exists"),
+    trust_checkpoint: bool = TRUST_OPT,
 ):
     """Draw samples from a task's pretrained model, a checkpoint or a fine-tuning run."""
     with user_errors():
+        for name, value in (("--n", n), ("--steps", steps), ("--batch-size", batch_size)):
+            if value < 1:
+                fail(f"{name}: must be >= 1, got {value}")
+        check_output_file(out, "--out", force)
         t = Task.get(task, settings=cfg.parse_overrides(task_settings))
-        model = _resolve_model(t, checkpoint).eval()
-        if n < 1 or steps < 1:
-            fail("--n and --steps must be >= 1")
+        model = _resolve_model(t, checkpoint, trust_checkpoint).eval()
         tokens = model.sample(n, steps, torch.Generator().manual_seed(seed), batch_size=batch_size)
         t.write_samples(out, model.alphabet.decode(tokens.cpu()))
     typer.echo(f"wrote {n} samples to {out}")
@@ -202,14 +332,27 @@ def evaluate(
     task: str = typer.Option(..., "--task", help="task name"),
     samples: Path = typer.Option(..., "--samples", help="sample file to evaluate"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the metrics as JSON here"),
-    likelihood_samples: int = typer.Option(16, "--likelihood-samples", help="Monte Carlo steps of the pretrained model's ELBO per sequence (0: all 128 steps)"),
+    likelihood_samples: int = typer.Option(16, "--likelihood-samples", help="Monte Carlo steps of the pretrained model's ELBO per sequence, at most the chain's steps (0: every step)"),
     task_settings: list[str] = TASK_SET_OPT,
+    per_sequence: Optional[Path] = typer.Option(None, "--per-sequence", help="also write one row per sequence here "
+                                                "(TSV: sequence, training reward and its terms, evaluation reward, "
+                                                "log-likelihood; molecules: SMILES, QED, SA)"),
 ):
     """Evaluate samples with the task's held-out evaluation oracle and naturalness metrics."""
     with user_errors():
+        if likelihood_samples < 0:
+            fail(f"--likelihood-samples: must be >= 0 (0: every step of the chain), got {likelihood_samples}")
+        for name, path in (("--json", json_out), ("--per-sequence", per_sequence)):
+            if path is not None:
+                check_output_file(path, name, overwrite=True)
         t = Task.get(task, settings=cfg.parse_overrides(task_settings))
         seqs = t.read_samples(samples)
+        if len(seqs) < 2:
+            fail(f"--samples {samples}: holds {len(seqs)} sequence; the metrics need at least 2 (diversity "
+                 f"compares pairs)")
         result = t.evaluate(seqs, likelihood_samples=likelihood_samples or None)
+        if per_sequence:
+            write_table(per_sequence, t.per_sequence(seqs, likelihood_samples=likelihood_samples or None))
     table = Table(title=f"{task}: {samples}")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -229,26 +372,45 @@ def _preset_help() -> str:
 
 @app.command()
 def finetune(
-    task: str = typer.Argument(..., help="task name, e.g. dhs-hepg2"),
+    task: Optional[str] = typer.Argument(None, help="task name, e.g. dhs-hepg2 (with --model / --reward: the base "
+                                                    "task, optional; `custom` to resume such a run)"),
     out: Optional[Path] = typer.Option(None, "--out", help="new run folder"),
     preset: Optional[str] = typer.Option(None, "--preset", help=_preset_help()),
     config_file: Optional[Path] = CONFIG_OPT,
     overrides: list[str] = SET_OPT,
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the interrupted run in this folder"),
+    trust_checkpoint: bool = TRUST_OPT,
+    model: Optional[Path] = typer.Option(None, "--model", help="fine-tune this model folder (the task `custom`, "
+                                                              "docs/rewards.md)"),
+    reward: Optional[str] = typer.Option(None, "--reward", help=f"train against this reward: {FORMS}"),
+    eval_reward: Optional[str] = typer.Option(None, "--eval-reward", help="evaluate with this reward (same forms)"),
 ):
-    """Fine-tune the task's pretrained model against its training reward (default method: VIDD)."""
+    """Fine-tune the task's pretrained model against its training reward (default method: VIDD), or any model
+    against any reward (--model, --reward: the task `custom`, over TASK as its base task if given)."""
+    custom = {k: v for k, v in {"model": model and str(model.resolve()), "reward": reward and absolute_spec(reward),
+                                "eval_reward": eval_reward and absolute_spec(eval_reward)}.items() if v}
     with user_errors():
-        t = Task.get(task)
         if resume:
-            if out or preset or config_file:
+            if out or preset or config_file or custom:
                 fail("--resume takes the run folder; its config.yaml is used (only --set may change it)")
+            if task is None:
+                fail(f"give the run's task: vidd finetune TASK --resume {resume} (`{CUSTOM}` for a run made with "
+                     f"--model / --reward)")
             config = resume_config(RunFolder(resume), cfg.parse_overrides(overrides))
             out = resume
         elif out is None:
             fail("give --out RUN (a new run folder) or --resume RUN")
+        elif custom:
+            base = {"base": task} if task and task != CUSTOM else {}
+            presets = Task.get(task) if base else None
+            config = finetune_config(presets, preset, *layers(config_file, overrides), {"task": {**custom, **base}})
+            task = CUSTOM
+        elif task is None:
+            fail("give a task (vidd finetune TASK), or a model and a reward (--model PATH --reward SPEC)")
         else:
-            config = finetune_config(t, preset, *layers(config_file, overrides))
-        run = build_run(t, config, out, resume=resume is not None, log=typer.echo)
+            config = finetune_config(Task.get(task), preset, *layers(config_file, overrides))
+        run = build_run(run_task(task, config), config, out, resume=resume is not None, log=typer.echo,
+                        trust_checkpoint=trust_checkpoint)
         run.execute()
     if run.folder and run.main:
         typer.echo(f"run folder: {out}  (final metrics in {run.folder.final_eval_file}, curves in "
@@ -256,10 +418,16 @@ def finetune(
 
 
 @app.command()
-def report(run: Path = typer.Argument(..., help="a fine-tuning run folder (finished, running or interrupted)")):
-    """(Re)write a run's learning curves (curves.png) and report.html from its metrics.jsonl."""
+def report(
+    run: Path = typer.Argument(..., help="a fine-tuning run folder (finished, running or interrupted)"),
+    task: Optional[str] = typer.Option(None, "--task", help="the run's task: also remake its tables of the final "
+                                                            "samples"),
+):
+    """(Re)write a run's learning curves (curves.png) and report.html (with --task, its tables too)."""
     with user_errors():
         folder = RunFolder(run)
+        if task is not None:
+            write_report_tables(run_task(task, resume_config(folder)), folder)
         path = write_report(folder)
     typer.echo(f"wrote {path} and {folder.curves_file}")
 
@@ -267,47 +435,127 @@ def report(run: Path = typer.Argument(..., help="a fine-tuning run folder (finis
 @app.command("model-report")
 def model_report(
     task: str = typer.Option(..., "--task", help="task name"),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="model file (default: the task's pretrained model)"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="model folder or run folder (default: the task's pretrained model)"),
     samples: int = typer.Option(1000, "--samples", help="samples drawn for the sample statistics"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the report as JSON here"),
     device: str = typer.Option("cpu", "--device", help="torch device that samples and scores (e.g. cuda)"),
+    trust_checkpoint: bool = TRUST_OPT,
 ):
-    """Held-out quality of a pretrained model: test ELBO against a Markov baseline, sample statistics."""
+    """Held-out quality of a model and its provenance: test ELBO against a Markov baseline, sample statistics,
+    and what the model is (for a fine-tuned model: its base model's hash, task, method, config, iteration,
+    reward calls, vidd version)."""
     with user_errors():
+        if samples < 2:
+            fail(f"--samples: must be >= 2 (diversity compares pairs), got {samples}")
+        check_available(device, "--device")
+        if json_out is not None:
+            check_output_file(json_out, "--json", overwrite=True)
         t = Task.get(task)
-        report = t.model_report(_resolve_model(t, checkpoint).eval().to(device), n_samples=samples)
+        model = _resolve_model(t, checkpoint, trust_checkpoint).eval().to(device)
+        report = {**t.model_report(model, n_samples=samples), "provenance": model.metadata}
     typer.echo(json.dumps(report, indent=2))
     if json_out:
         write_json(json_out, report)
+
+
+@app.command("convert-checkpoint")
+def convert_checkpoint(
+    old: Path = typer.Argument(..., help="a vidd 0.1 pickled `.pt` model, oracle or run checkpoint"),
+    new: Path = typer.Argument(..., help="the model folder to write (config.json + model.safetensors)"),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="required: converting unpickles OLD, "
+                                          "which can run code hidden in it; only for files you trust"),
+):
+    """Convert a vidd 0.1 pickled `.pt` model or oracle, once, into a model folder that loads safely."""
+    with user_errors():
+        if not trust_checkpoint:
+            fail(f"converting {old} unpickles it, which can run code hidden in the file; pass --trust-checkpoint "
+                 f"only if you trust where it came from")
+        if new.exists():
+            fail(f"{new}: exists; give a new folder")
+        payload = load_trusted(old)
+        if not isinstance(payload, dict):
+            fail(f"{old}: not a vidd model or oracle (holds a {type(payload).__name__})")
+        if payload.get("format") == oracle.LEGACY_FORMAT:
+            oracle.save_classifier(oracle.classifier_from_state(payload, str(old)), new)
+        else:
+            model = MaskedDiffusion.from_state(payload.get("model", payload), where=str(old))
+            model.save_pretrained(new)
+    typer.echo(f"wrote {new}")
 
 
 @app.command()
 def bench(
     task: str = typer.Argument(..., help="task name, e.g. dhs-hepg2"),
     methods: str = typer.Option("vidd,ddpo,ddpp,standard,drakes,best-of-n,svdd,pretrained", "--methods",
-                                help="comma-separated methods (fine-tuning methods, best-of-n, svdd, pretrained)"),
-    budget: int = typer.Option(..., "--budget", help="training-reward calls every method may spend"),
-    seeds: int = typer.Option(1, "--seeds", help="seeds per method"),
-    samples: int = typer.Option(256, "--samples", help="samples evaluated per final model"),
+                                help="comma-separated labels: methods (fine-tuning methods, best-of-n, svdd, "
+                                     "pretrained) or variants of --variants"),
+    budget: int = typer.Option(..., "--budget", help="training-reward calls every method may spend (never more)"),
+    seeds: int = typer.Option(1, "--seeds", help="seeds per method (a variant may set its own `seeds`)"),
+    first_seed: int = typer.Option(0, "--first-seed", help="seeds are first-seed, first-seed + 1, ..."),
+    samples: int = typer.Option(256, "--samples", help="samples per evaluation and per final model"),
     preset: str = typer.Option("quick", "--preset", help="task preset the fine-tuning methods start from"),
+    eval_at_calls: str = typer.Option("", "--eval-at-calls", help="comma-separated reward-call thresholds at which "
+                                                                  "fine-tuning runs are evaluated, e.g. 768,1536,3072"),
+    variants: list[Path] = typer.Option([], "--variants", help="YAML: label -> config layer (and optional "
+                                                                "`extends: LABEL`, `seeds: N`); repeat to merge "
+                                                                "files label by label, e.g. a sweep's choice.yaml"),
+    lrs: str = typer.Option("", "--lrs", help="comma-separated learning rates: run the learning-rate sweep instead "
+                                              "(chosen by the training reward, written to choice.yaml)"),
+    pick: list[str] = typer.Option([], "--pick", help="with --lrs: NAME=A,B,C makes NAME the candidate label with "
+                                                      "the largest training-reward area at its chosen rate"),
+    compare: str = typer.Option("", "--compare", help="comma-separated A:B pairs of labels: paired differences A - B "
+                                                      "of the areas under the held-out reward curves"),
     overrides: list[str] = SET_OPT,
-    out: Path = typer.Option(..., "--out", help="results folder (rerunning continues it)"),
+    out: Path = typer.Option(..., "--out", help="results folder (rerunning continues it; several processes may "
+                                                "work on it at once)"),
 ):
-    """Run methods under one reward-call budget; write results.json/csv, table.md and plots."""
+    """Run methods under one reward-call budget; write results.json/csv, curves.csv, table.md, stats.json and
+    plots (or, with --lrs, the learning-rate sweep)."""
     with user_errors():
-        names = [m.strip() for m in methods.split(",") if m.strip()]
-        for m in names:
-            method_kind(m)
-        if budget < 1 or seeds < 1 or samples < 1:
-            fail("--budget, --seeds and --samples must be >= 1")
-        plan = BenchPlan(task, names, budget, seeds, samples, preset, cfg.parse_overrides(overrides))
+        if samples < 2:
+            fail(f"--samples: must be >= 2 (diversity compares pairs), got {samples}")
+        plan = BenchPlan(
+            task, _names(methods), budget, seeds, samples, preset, cfg.parse_overrides(overrides),
+            eval_at_calls=_numbers(eval_at_calls, int, "--eval-at-calls"), first_seed=first_seed,
+            variants=load_variants(*variants), compare=[pair.split(":") for pair in _names(compare)])
+        plan.validate()
         Task.get(task).preset(preset)  # an unknown preset fails before any run starts
-        run_bench(plan, out, log=typer.echo)
-    typer.echo((out / "table.md").read_text())
+        if lrs:
+            picks = dict(_pick(p) for p in pick)
+            done = lr_sweep(plan, _numbers(lrs, float, "--lrs"), out, picks, log=typer.echo) is not None
+            summary = out / "lr_sweep.md"
+        else:
+            done = run_bench(plan, out, log=typer.echo) is not None
+            summary = out / "table.md"
+    if done:
+        typer.echo(summary.read_text())
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _pick(text: str) -> tuple[str, list[str]]:
+    name, _, candidates = text.partition("=")
+    if not name.strip() or not _names(candidates):
+        raise cfg.ConfigError(f"--pick: expected NAME=A,B,..., got {text!r}")
+    return name.strip(), _names(candidates)
+
+
+def _numbers(text: str, kind: type, option: str) -> list:
+    try:
+        return [kind(x) for x in _names(text)]
+    except ValueError:
+        raise cfg.ConfigError(f"{option}: expected comma-separated numbers, got {text!r}") from None
+
+
+#: the command a config class belongs to, where its name is not one
+CONFIG_TITLES = {"assay-oracle": "train-oracle --data"}
 
 
 def _config_classes() -> dict:
-    return {"finetune": FinetuneConfig, "pretrain": PretrainConfig, "train-oracle": OracleConfig}
+    return {"finetune": FinetuneConfig, "pretrain": PretrainConfig, "train-oracle": OracleConfig,
+            "assay-oracle": AssayOracleConfig}
 
 
 def config_markdown(command: str, method: Optional[str] = None) -> str:
@@ -315,7 +563,7 @@ def config_markdown(command: str, method: Optional[str] = None) -> str:
     (None: the default method's table, then the `method.*` table of every other registered method)."""
     cls = _config_classes()[command]
     if command != "finetune":
-        return _fields_table(f"`vidd {command}`", cfg.describe(cls))
+        return _fields_table(f"`vidd {CONFIG_TITLES.get(command, command)}`", cfg.describe(cls))
 
     chosen = Method.lookup(method or cls().method.name)
     text = _fields_table(f"`vidd finetune` (method `{chosen.name}`)", cfg.describe(cls, defaults=cls(method=chosen.Config())))
@@ -337,7 +585,8 @@ def _fields_table(title: str, rows) -> str:
 
 @app.command("config")
 def show_config(
-    command: str = typer.Argument("finetune", help="finetune | pretrain | train-oracle"),
+    command: str = typer.Argument("finetune", help="finetune | pretrain | train-oracle | assay-oracle (train-oracle "
+                                                   "--data)"),
     method: Optional[str] = typer.Option(None, "--method", help="finetune: the fields of this method's section "
                                                                 "(default: every method)"),
 ):

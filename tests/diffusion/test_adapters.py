@@ -9,22 +9,33 @@ import itertools
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from support.tiny_models import ESM_VOCAB, save_tiny_esm2
 
 from vidd.core.alphabets import DNA, PROTEIN
+from vidd.core.extras import MissingExtra, require
+from vidd.core.seqio import read_fasta
+from vidd.diffusion.backbones import DilatedCNN
 from vidd.diffusion.lm_backbone import MaskedLMBackbone, vocabulary_ids
 from vidd.diffusion.loaders import (
-    ANTIBERTY_VOCAB, adapter_model, evodiff_config_path, evodiff_oadm_arguments, from_hf_masked_lm, load_esm2,
+    ANTIBERTY_VOCAB,
+    adapter_model,
+    evodiff_config_path,
+    evodiff_oadm_arguments,
+    from_hf_masked_lm,
+    load_esm2,
     load_evodiff_oadm,
 )
-from vidd.diffusion.order_agnostic import OrderAgnosticDiffusion, reveal_schedule, template_tokens
-from vidd.diffusion.backbones import DilatedCNN
-from vidd.core.extras import MissingExtra, require
 from vidd.diffusion.masked import MaskedDiffusion
-from support.tiny_models import ESM_VOCAB, save_tiny_esm2
+from vidd.diffusion.order_agnostic import (
+    OrderAgnosticDiffusion,
+    reveal_schedule,
+    template_tokens,
+)
 
 VH = "EVQLVESGGGLVQPGGSLRLSCAAS"  # 25 residues; positions 5..14 designable below
 DESIGN = slice(5, 15)
@@ -145,8 +156,9 @@ def test_template_errors():
 
 def test_checkpoint_round_trip_keeps_the_template_and_the_weights(tmp_path):
     model = bert_model(vh_template())
-    path = tmp_path / "model.pt"
-    model.save(path)
+    path = tmp_path / "model"
+    model.save_pretrained(path)
+    assert json.loads((path / "config.json").read_text())["weights"]["aliases"]  # the LM's tied embeddings
     loaded = MaskedDiffusion.load(path)
     assert isinstance(loaded, OrderAgnosticDiffusion) and isinstance(loaded.backbone, MaskedLMBackbone)
     assert torch.equal(loaded.template, model.template)
@@ -155,8 +167,8 @@ def test_checkpoint_round_trip_keeps_the_template_and_the_weights(tmp_path):
     assert torch.allclose(a[:, DESIGN], b[:, DESIGN], atol=1e-5)
     # a fresh interpreter that never imported the chain or the backbone module loads it too (as `vidd sample
     # --checkpoint` does), and so a masked-LM backbone under the plain masked chain
-    plain = tmp_path / "plain.pt"
-    MaskedDiffusion(model.backbone, PROTEIN, 4).save(plain)
+    plain = tmp_path / "plain"
+    MaskedDiffusion(model.backbone, PROTEIN, 4).save_pretrained(plain)
     code = ("from vidd.diffusion.masked import MaskedDiffusion; "
             f"m = MaskedDiffusion.load({str(path)!r}); print(type(m).__name__, int(m.designable.sum())); "
             f"p = MaskedDiffusion.load({str(plain)!r}); print(type(p).__name__, type(p.backbone).__name__)")
@@ -192,19 +204,18 @@ def count_a(seqs):
 
 @pytest.mark.parametrize("method", ["vidd", "ddpo"])
 def test_finetuning_an_adapter_model_keeps_the_framework(tmp_path, method):
-    from vidd.core.runfolder import RunFolder
-    from vidd.training import FinetuneConfig, Trainer
+    from vidd import FinetuneConfig, finetune
 
     model = bert_model(vh_template())
     before = [p.clone() for p in model.parameters()]
     config = FinetuneConfig(method=method, iterations=2, steps=4, batch_size=4, accumulation=1, lr=1e-3,
                             eval_every=1, eval_samples=4, final_samples=6, likelihood_samples=2)
-    result = Trainer(config, model, count_a, eval_reward=count_a, folder=RunFolder(tmp_path / "run")).run()
+    result = finetune(model, count_a, config, eval_reward=count_a, out=tmp_path / "run")
     student = result.model
     assert any(not torch.equal(a, b) for a, b in zip(before, student.parameters()))
     traj = student.sample(6, 4, torch.Generator().manual_seed(0), record=True)
     assert_infilling(student, traj.states, vh_template())
-    final = (tmp_path / "run" / "samples" / "final.fasta").read_text().split()[1::2]
+    final = [s for _, s in read_fasta(tmp_path / "run" / "samples" / "final.fasta")]
     assert len(final) == 6 and all(s[:5] == VH[:5] and s[15:] == VH[15:] for s in final)
     loaded = MaskedDiffusion.load(tmp_path / "run" / "checkpoints" / "last.pt")
     assert isinstance(loaded, OrderAgnosticDiffusion) and torch.equal(loaded.template, vh_template())
@@ -285,10 +296,16 @@ def test_evodiff_oadm_loader_on_a_tiny_bytenet_in_evodiff_checkpoint_format(tmp_
         assert torch.allclose(model.backbone(x, torch.zeros(1))[0], direct, atol=1e-5)
     traj = model.sample(3, 4, torch.Generator().manual_seed(0), record=True)
     assert_infilling(model, traj.states, vh_template())
-    model.save(tmp_path / "m.pt")
-    assert isinstance(MaskedDiffusion.load(tmp_path / "m.pt"), OrderAgnosticDiffusion)
+    model.save_pretrained(tmp_path / "m")
+    assert isinstance(MaskedDiffusion.load(tmp_path / "m"), OrderAgnosticDiffusion)
     arguments = evodiff_oadm_arguments(json.loads(evodiff_config_path().read_text()))  # the 38M model's shape
     assert (arguments["d_model"], arguments["n_layers"], arguments["n_tokens"]) == (1024, 16, 31)
     torch.save({"weights": {}}, tmp_path / "bad.tar")
     with pytest.raises(ValueError, match="model_state_dict"):
         load_evodiff_oadm(tmp_path / "bad.tar", config, length=5)
+
+
+def test_evodiff_checkpoints_are_read_without_unpickling_code(tmp_path):
+    torch.save({"model_state_dict": {}, "extra": Path}, tmp_path / "code.tar")  # a pickled global: refused
+    with pytest.raises(ValueError, match="without running code"):
+        load_evodiff_oadm(tmp_path / "code.tar", {}, length=5)

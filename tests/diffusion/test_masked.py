@@ -10,6 +10,7 @@ meaningful.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
 
@@ -21,7 +22,8 @@ from torch import nn
 from vidd.core.alphabets import DNA, PROTEIN, Alphabet, SequenceError
 from vidd.diffusion.backbones import Backbone, DilatedCNN, Transformer
 from vidd.core.atomic import atomic_torch_save
-from vidd.diffusion.masked import MaskedDiffusion, Trajectory
+from vidd.core.safefiles import CheckpointError, save_state, sha256_file
+from vidd.diffusion.masked import LEGACY_FORMAT, MaskedDiffusion, Trajectory
 from vidd.diffusion.schedule import CosineSchedule, LogLinearSchedule, NoiseSchedule
 from vidd.core.errors import UserError
 
@@ -351,6 +353,13 @@ def test_trajectory(steps):
     torch.testing.assert_close(traj.mask_probs, mask_probs)
     # recording does not change what is sampled
     assert torch.equal(traj.final, model.sample(5, steps=steps, generator=gen(15)))
+    # the sampler's own completions and transition log-probabilities, as a fresh forward gives them
+    with torch.no_grad():
+        for k in range(steps):
+            log_x0 = model.denoise(traj.states[k], traj.times[k].float())
+            assert torch.equal(traj.x0_hat[k], log_x0.argmax(-1))
+            assert torch.equal(traj.step_log_probs[k],
+                               model.revealed_log_prob(traj.states[k], traj.states[k + 1], log_x0))
 
 
 def test_sample_start_and_batches():
@@ -498,40 +507,60 @@ def test_loss_matches_fine_discrete_nelbo():
 # ------------------------------------------------------------------------- checkpoints
 @pytest.mark.parametrize("kind", sorted(TINY))
 @pytest.mark.parametrize("schedule", [LogLinearSchedule(eps=0.01), CosineSchedule()], ids=repr)
-def test_checkpoint_round_trip(tmp_path, kind, schedule):
+def test_model_folder_round_trip(tmp_path, kind, schedule):
     model = TINY[kind](length=10, schedule=schedule)
     model.metadata = {"note": "x", "steps": 3}
-    path = tmp_path / "sub" / "model.pt"
-    model.save(path)
-    assert sorted(os.listdir(path.parent)) == ["model.pt"]  # no temporary files left behind
-    again = MaskedDiffusion.load(path)
+    path = tmp_path / "sub" / "model"
+    model.save_pretrained(path)
+    assert sorted(os.listdir(path.parent)) == ["model"]  # no temporary files left behind
+    assert sorted(os.listdir(path)) == ["config.json", "model.safetensors"]
+    config = json.loads((path / "config.json").read_text())
+    assert config["weights"]["sha256"] == model.weights_sha256() == sha256_file(path / "model.safetensors")
+    again = MaskedDiffusion.from_pretrained(path)
     assert again.schedule == schedule and again.length == 10 and again.alphabet == DNA
-    assert again.metadata == model.metadata
+    assert again.metadata == model.metadata and MaskedDiffusion.load(path).length == 10
     x_t = torch.randint(0, 5, (4, 10), generator=gen(24))
     with torch.no_grad():
         torch.testing.assert_close(again.denoise(x_t, torch.tensor(0.3)), model.denoise(x_t, torch.tensor(0.3)),
                                    rtol=0, atol=0)
-    # a trainer checkpoint holding the model payload also loads
-    atomic_torch_save({"model": {**model.spec(), "state_dict": model.state_dict()}, "step": 5}, tmp_path / "t.pt")
+    model.save_pretrained(path)  # replacing a folder leaves nothing else behind
+    assert sorted(os.listdir(path.parent)) == ["model"]
+    # a run checkpoint (a state file with its hash) holding the model also loads
+    save_state({"model": {**model.spec(), "state_dict": model.state_dict()}, "step": 5}, tmp_path / "t.pt")
     assert MaskedDiffusion.load(tmp_path / "t.pt").length == 10
 
 
-def test_checkpoint_errors(tmp_path):
+def test_model_folder_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         MaskedDiffusion.load(tmp_path / "missing.pt")
-    torch.save({"format": "something-else"}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="not a vidd masked-diffusion checkpoint"):
+    with pytest.raises(CheckpointError, match="no config.json"):
+        MaskedDiffusion.load(tmp_path)
+    save_state({"format": "something-else"}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a vidd masked-diffusion model"):
         MaskedDiffusion.load(tmp_path / "other.pt")
-    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
-    with pytest.raises(ValueError, match="not a vidd masked-diffusion checkpoint"):
-        MaskedDiffusion.load(tmp_path / "tensor.pt")
     (tmp_path / "text.pt").write_text("hello, not a checkpoint")
-    with pytest.raises(ValueError, match="text.pt"):
+    with pytest.raises(CheckpointError, match="text.pt.*truncated or corrupted"):
         MaskedDiffusion.load(tmp_path / "text.pt")
     spec = cnn_model().spec()
     spec["backbone"] = {**spec["backbone"], "kind": "nope"}
-    with pytest.raises(ValueError, match="unknown backbone"):
-        MaskedDiffusion.from_checkpoint({**spec, "state_dict": {}})
+    with pytest.raises(CheckpointError, match="unknown backbone"):
+        MaskedDiffusion.from_state({**spec, "state_dict": {}})
+    model = cnn_model()
+    model.save_pretrained(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config["backbone"]["hidden"] += 1
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="do not match"):
+        MaskedDiffusion.from_pretrained(tmp_path / "m")
+
+
+def test_a_vidd_01_pt_model_loads_only_when_trusted(tmp_path):
+    model = cnn_model()
+    legacy = tmp_path / "old.pt"
+    torch.save({**model.spec(), "format": LEGACY_FORMAT, "state_dict": model.state_dict()}, legacy)
+    with pytest.raises(CheckpointError, match="no content hash.*--trust-checkpoint"):
+        MaskedDiffusion.load(legacy)
+    assert MaskedDiffusion.load(legacy, trust=True).weights_sha256() == model.weights_sha256()
 
 
 def test_atomic_save_failure_leaves_nothing(tmp_path, monkeypatch):

@@ -216,16 +216,19 @@ def test_markov_is_normalised_and_matches_bruteforce():
     every = ["".join(p) for p in itertools.product("ACGT", repeat=4)]
     total = sum(2.0 ** mc.log_likelihood_bits([s])[0] for s in every)
     assert total == pytest.approx(1.0)
-    # brute force: sum of per-base conditional log2 probabilities
-    s = train[0]
-    ll = 0.0
-    for t in range(len(s)):
-        j = min(t, 2)
-        ctx = 0
-        for c in s[t - j:t]:
-            ctx = ctx * 4 + "ACGT".index(c)
-        ll += mc.log2p[j][ctx, "ACGT".index(s[t])]
-    assert mc.log_loss_bits([s]) == pytest.approx(-ll / len(s))
+    # brute force from the counts, not the model's table: P_j(next | j previous bases) = (n(context + next) + pc) /
+    # (sum_c n(context + c) + 4 pc) over the training (j+1)-mers; base t is scored by the chain of order min(t, 2)
+    from collections import Counter
+
+    grams = [Counter(s[i:i + j + 1] for s in train for i in range(len(s) - j)) for j in range(3)]
+
+    def log2p(context: str, nxt: str) -> float:
+        n = grams[len(context)]
+        return math.log2((n[context + nxt] + 0.5) / (sum(n[context + c] for c in "ACGT") + 4 * 0.5))
+
+    for s in (train[0], "GATTACAGATTACA", "TTTT"):
+        ll = sum(log2p(s[max(0, t - 2):t], s[t]) for t in range(len(s)))
+        assert mc.log_loss_bits([s]) == pytest.approx(-ll / len(s))
 
 
 def test_finite_median_skips_unscorable_samples():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -50,7 +51,7 @@ def trained(tmp_path_factory):
     train = toy(600, 0)
     valid = toy(200, 1)
     test = toy(200, 2)
-    path = tmp_path_factory.mktemp("oracle") / "oracle.pt"
+    path = tmp_path_factory.mktemp("oracle") / "oracle"
     model = train_oracle(OracleConfig(**TINY), *train, *valid, path, log=lambda m: None, test=test)
     return model, path, test
 
@@ -96,17 +97,20 @@ def test_save_load_round_trip_gives_identical_scores(trained):
     assert loaded.length == LENGTH
 
 
-def test_wrong_format_or_missing_file_gives_clear_error(tmp_path):
-    bad = tmp_path / "bad.pt"
-    torch.save({"format": "something-else", "state_dict": {}}, bad)
-    with pytest.raises(OracleError, match="not a cell-type oracle checkpoint"):
+def test_wrong_format_or_missing_file_gives_clear_error(tmp_path, trained):
+    model, path, _ = trained
+    bad = tmp_path / "bad"
+    shutil.copytree(path, bad)
+    config = json.loads((bad / "config.json").read_text())
+    (bad / "config.json").write_text(json.dumps({**config, "format": "something-else"}))
+    with pytest.raises(OracleError, match="not a cell-type oracle"):
         load_classifier(bad)
     junk = tmp_path / "junk.pt"
     junk.write_text("not a checkpoint")
-    with pytest.raises(OracleError, match="not a readable oracle checkpoint"):
+    with pytest.raises(OracleError, match="an oracle is a folder.*convert-checkpoint"):
         load_classifier(junk)
     with pytest.raises(OracleError, match="not found"):
-        load_classifier(tmp_path / "missing.pt")
+        load_classifier(tmp_path / "missing")
 
 
 def test_score_onehot_matches_score_and_has_gradients(trained):
@@ -148,8 +152,22 @@ def test_oracle_report(trained):
     assert rep["agreement"]["same_call_HepG2"] == 1.0
     assert rep["oracle_a"]["auroc_HepG2"] == rep["oracle_b"]["auroc_HepG2"] > 0.95
     rep2 = oracle_report(model, other, seqs, labels)
-    assert 0.0 <= rep2["agreement"]["same_call_HepG2"] <= 1.0
     assert set(rep2["oracle_b"]) == {"auroc_HepG2", "accuracy", "fraction_called_HepG2"}
+    # independently: probabilities by softmax, calls p(HepG2) > 1/2, AUROC over all (positive, negative) pairs
+    t = CELL_TYPES.index("HepG2")
+    with torch.no_grad():
+        probs = [torch.softmax(clf.eval()(one_hot(seqs)), -1).double().numpy() for clf in (model, other)]
+    calls = [p[:, t] > 0.5 for p in probs]
+    log_odds = [np.log(p[:, t]) - np.log1p(-p[:, t]) for p in probs]
+    agreement = rep2["agreement"]
+    assert agreement["same_call_HepG2"] == pytest.approx(float(np.mean(calls[0] == calls[1])))
+    assert agreement["both_call_HepG2"] == pytest.approx(float(np.mean(calls[0] & calls[1])))
+    assert agreement["pearson_log_odds"] == pytest.approx(np.corrcoef(*log_odds)[0, 1], abs=1e-4)
+    pos, neg = log_odds[1][labels == t], log_odds[1][labels != t]
+    pairs = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+    assert rep2["oracle_b"]["auroc_HepG2"] == pytest.approx(float(pairs.mean()), abs=1e-4)
+    assert rep2["oracle_b"]["accuracy"] == pytest.approx(float(np.mean(probs[1].argmax(1) == labels)))
+    assert rep2["oracle_b"]["fraction_called_HepG2"] == pytest.approx(float(calls[1].mean()))
 
 
 def test_config_rejects_bad_half():
@@ -174,20 +192,20 @@ def test_cli_train_and_report_on_toy_data(tmp_path, monkeypatch):
 
     monkeypatch.setattr(dhs, "load_dhs", fake_load_dhs)
     runner = CliRunner()
-    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    a, b = tmp_path / "a", tmp_path / "b"
     sets = [x for k, v in {**TINY, "epochs": 2}.items() for x in ("--set", f"{k}={v}")]
     for out, half, seed in ((a, 0, 1), (b, 1, 2)):
         r = runner.invoke(cli.app, ["train-oracle", "--task", "dhs-hepg2", "--out", str(out), *sets,
                                     "--set", f"half={half}", "--set", f"seed={seed}"])
         assert r.exit_code == 0, r.output
-        assert "test HepG2-vs-rest AUROC" in r.output and out.is_file()
+        assert "test HepG2-vs-rest AUROC" in r.output and (out / "model.safetensors").is_file()
         assert "120 training sequences (half=" in r.output
     js = tmp_path / "report.json"
     r = runner.invoke(cli.app, ["oracle-report", "--task", "dhs-hepg2", str(a), str(b), "--json", str(js)])
     assert r.exit_code == 0, r.output
     rep = json.loads(js.read_text())
     assert {"oracle_a", "oracle_b", "agreement"} <= set(rep)
-    r = runner.invoke(cli.app, ["oracle-report", str(a), str(tmp_path / "missing.pt")])
+    r = runner.invoke(cli.app, ["oracle-report", str(a), str(tmp_path / "missing")])
     assert r.exit_code == 2 and "not found" in r.output
     r = runner.invoke(cli.app, ["train-oracle", "--out", str(a), "--set", "half=3"])
     assert r.exit_code == 2 and "half" in r.output

@@ -31,8 +31,12 @@ class ToyGC(Task):
     def training_reward(self):
         return gc
 
-    def evaluate(self, seqs, **options):
-        return {"reward_median": float(np.median(gc(seqs))), "diversity": diversity(seqs), "n": len(seqs)}
+    def evaluate(self, seqs, likelihood_samples: int | None = 2):
+        """GC content, diversity and the ELBO of the 16-step chain (`vidd evaluate --likelihood-samples` may ask
+        for 1 to 16 of its steps)."""
+        loglik = self.log_likelihood(seqs, 16, likelihood_samples)
+        return {"reward_median": float(np.median(gc(seqs))), "diversity": diversity(seqs), "n": len(seqs),
+                "log_likelihood_median": float(np.median(loglik))}
 
     def model_report(self, model, n_samples: int = 1000):
         """Where the model runs and what it samples (enough to check the CLI's options)."""

@@ -10,6 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from vidd.cli import app
+from vidd.core.manifest import manifest_files
 from vidd.rewards.oracle import CellTypeOracleReward
 from vidd.core.seqio import read_sequences
 from vidd.tasks import Task, assets_dir
@@ -19,13 +20,15 @@ ASSETS = assets_dir()
 
 def test_manifest_lists_every_asset_with_its_checksum():
     manifest = json.loads((ASSETS / "MANIFEST.json").read_text())
-    listed = {f["path"]: f for f in manifest["files"]}
-    on_disk = {f"assets/{p.relative_to(ASSETS)}" for p in ASSETS.rglob("*") if p.is_file() and p.name != "MANIFEST.json"}
+    assert all(entry["commands"] for entry in manifest["files"])
+    listed = manifest_files(ASSETS)
+    on_disk = {p.relative_to(ASSETS).as_posix() for p in ASSETS.rglob("*") if p.is_file() and p.name != "MANIFEST.json"}
     assert set(listed) == on_disk
     for path, entry in listed.items():
-        data = (ASSETS.parent / path).read_bytes()
+        data = (ASSETS / path).read_bytes()
         assert hashlib.sha256(data).hexdigest() == entry["sha256"], path
-        assert len(data) == entry["bytes"] and entry["commands"], path
+        assert len(data) == entry["bytes"], path
+    assert not list(ASSETS.rglob("*.pt"))  # no pickles: every model is a folder that loads without running code
 
 
 def test_default_model_samples_valid_dna(tmp_path):
@@ -40,7 +43,7 @@ def test_default_model_samples_valid_dna(tmp_path):
 
 def test_oracles_score_and_differentiate():
     folder = ASSETS / "dhs-hepg2"
-    train, held_out = CellTypeOracleReward(folder / "oracle-train.pt"), CellTypeOracleReward(folder / "oracle-eval.pt")
+    train, held_out = CellTypeOracleReward(folder / "oracle-train"), CellTypeOracleReward(folder / "oracle-eval")
     rng = np.random.default_rng(0)
     seqs = ["".join(rng.choice(list("ACGT"), 200)) for _ in range(4)]
     a, b = train(seqs), held_out(seqs)

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from support.assets import write_manifest
 
 pytest.importorskip("rdkit", reason="small molecules need the [chem] extra: pip install 'vidd[chem]'")
 pytest.importorskip("selfies", reason="small molecules need the [chem] extra: pip install 'vidd[chem]'")
@@ -179,8 +180,9 @@ def tiny_moses(tmp_path, monkeypatch, alphabet):
     folder = tmp_path / "assets" / "moses"
     folder.mkdir(parents=True)
     torch.manual_seed(0)
-    ModelConfig(backbone="transformer", hidden=16, layers=1, heads=2).build(alphabet, 56).save(
-        folder / "pretrained.pt")
+    ModelConfig(backbone="transformer", hidden=16, layers=1, heads=2).build(alphabet, 56).save_pretrained(
+        folder / "pretrained")
+    write_manifest(tmp_path / "assets", "moses/pretrained")
     monkeypatch.setenv("VIDD_ASSETS", str(tmp_path / "assets"))
     ref_smiles = tuple(canonical_smiles(s) for s in DRUGS.values())
     reference = (ref_smiles, property_table([mol_from_smiles(s) for s in ref_smiles]))
@@ -219,9 +221,24 @@ def test_cli_finetune_moses_qed_smoke(tiny_moses, tmp_path):
     assert r.exit_code == 0, r.output
     final = json.loads((run / "final_eval.json").read_text())
     assert {"qed_median", "validity", "int_div", "nll_median", "reward_calls"} <= set(final)
-    assert (run / "samples" / "final.smi").read_text().startswith("SMILES\tQED\tSA\tSELFIES")
+    smi = (run / "samples" / "final.smi").read_text()
+    assert smi.startswith("SMILES\tQED\tSA\treward\teval_reward\tlog_likelihood\tSELFIES")
+    header, *table = [line.split("\t") for line in (run / "samples" / "final.tsv").read_text().splitlines()]
+    assert header == ["sequence", "smiles", "QED", "SA", "reward", "eval_reward", "log_likelihood"]
+    from vidd.tasks import Task
+
+    assert [row[0] for row in table] == Task.get("moses-qed").read_samples(run / "samples" / "final.smi")
+    for row in table:  # QED is the reward here: the same number (or no molecule: NaN, and the penalty 0)
+        smiles, qed_value, reward, evaluation = row[1], float(row[2]), float(row[4]), float(row[5])
+        assert (qed_value, reward) == ((pytest.approx(evaluation), evaluation) if smiles != "*" else
+                                       (pytest.approx(np.nan, nan_ok=True), 0.0))
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert all(0.0 <= r["eval_diversity"] <= 1.0 for r in rows)
+    from vidd.tasks import Task
+
+    task = Task.get("moses-qed")
+    for r in rows:  # the logged diversity is the task's (Tanimoto) diversity of the samples written for it
+        seqs = task.read_samples(run / "samples" / f"iter_{r['iteration']:05d}.smi")
+        assert len(seqs) == 8 and r["eval_diversity"] == pytest.approx(task.diversity(seqs))
 
 
 def test_wrong_alphabet_samples_are_rejected(tiny_moses, tmp_path):
@@ -246,7 +263,7 @@ def test_committed_moses_model_samples_valid_diverse_molecules():
     """The embedded default: a SELFIES model whose samples decode to distinct, mostly drug-like molecules."""
     from vidd.tasks import Task, assets_dir
 
-    if not (assets_dir() / "moses" / "pretrained.pt").is_file():
+    if not (assets_dir() / "moses" / "pretrained").is_dir():
         pytest.skip("the committed moses asset is not in this checkout")
     task = Task.get("moses-qed")
     model = task.pretrained_model()

@@ -19,18 +19,24 @@ pytest.importorskip("transformers", reason="protein-ss needs the [protein] extra
 pytest.importorskip("pydssp", reason="protein-ss needs the [structure] extra: pip install 'vidd[structure]'")
 pytest.importorskip("biotite", reason="protein-ss needs the [structure] extra: pip install 'vidd[structure]'")
 
+from support.tiny_models import save_tiny_esm2, save_tiny_esmfold  # noqa: E402
+
 from vidd.cli import app  # noqa: E402
 from vidd.core.alphabets import PROTEIN  # noqa: E402
 from vidd.core.config import ConfigError, describe  # noqa: E402
 from vidd.core.errors import UserError  # noqa: E402
+from vidd.core.seqio import read_fasta
 from vidd.core.weights import WeightsMissing  # noqa: E402
 from vidd.diffusion.loaders import evodiff_oadm_arguments  # noqa: E402
 from vidd.diffusion.order_agnostic import OrderAgnosticDiffusion  # noqa: E402
 from vidd.rewards import esmfold  # noqa: E402
 from vidd.rewards.esmfold import Fold, SecondaryStructureReward, load_esmfold  # noqa: E402
-from vidd.rewards.structure import read_backbone, secondary_structure, structure_fraction  # noqa: E402
+from vidd.rewards.structure import (  # noqa: E402
+    read_backbone,
+    secondary_structure,
+    structure_fraction,
+)
 from vidd.tasks import Task  # noqa: E402
-from support.tiny_models import save_tiny_esm2, save_tiny_esmfold  # noqa: E402
 
 UBIQUITIN_PDB = Path(__file__).parents[1] / "fixtures" / "structures" / "1ubi.pdb"
 ENV = ("VIDD_ESMFOLD_DIR", "VIDD_ESM2_DIR", "VIDD_EVODIFF_OADM")
@@ -114,7 +120,8 @@ def test_missing_weights_name_the_variable_and_the_download_steps(tmp_path, tiny
 def test_the_cli_reports_missing_weights_in_one_line(tmp_path):
     r = CliRunner().invoke(app, ["finetune", "protein-ss", "--out", str(tmp_path / "run"), "--set", "iterations=1"])
     assert r.exit_code == 2
-    assert "ESMFold v1 (transformers EsmForProteinFolding, facebook/esmfold_v1) weights not configured" in r.output
+    # the prior is checked first (build_run loads the model before anything else); ESMFold's error has the same form
+    assert "EvoDiff OA-DM 38M checkpoint (oaar-38M.tar) weights not configured" in r.output and "VIDD_EVODIFF_OADM" in r.output
     assert "Traceback" not in r.output
 
 
@@ -203,7 +210,7 @@ def test_finetune_protein_ss_from_the_cli_on_tiny_models(tiny_esm2, tiny_esmfold
     assert final["reward_mean"] == pytest.approx(final["strand_fraction_dssp"])
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert metrics[0]["iteration"] == 1 and np.isfinite(metrics[0]["loss"])
-    samples = (run / "samples" / "final.fasta").read_text().split()[1::2]
+    samples = [s for _, s in read_fasta(run / "samples" / "final.fasta")]
     assert len(samples) == 4 and all(len(s) == 12 for s in samples)
 
     r = CliRunner().invoke(app, ["finetune", "protein-ss", "--resume", str(run), "--set", "iterations=2"])
@@ -240,7 +247,7 @@ def test_finetune_protein_binder_from_the_cli_with_a_fake_predictor(tiny_esm2, t
     r = CliRunner().invoke(app, ["finetune", "protein-binder", "--out", str(run), *settings, *small])
     assert r.exit_code == 0, r.output
     final = json.loads((run / "final_eval.json").read_text())
-    samples = (run / "samples" / "final.fasta").read_text().split()[1::2]
+    samples = [s for _, s in read_fasta(run / "samples" / "final.fasta")]
     assert final["iptm_mean"] == pytest.approx(np.mean([s.count("W") / 10 for s in samples]))
     assert final["plddt_mean"] == pytest.approx(np.mean([s.count("L") / 10 for s in samples]))
     assert final["reward_mean"] == pytest.approx(final["iptm_mean"] + 0.1 * final["plddt_mean"])  # no compactness

@@ -16,6 +16,8 @@ from vidd.core import config as cfg
 from vidd.core.runfolder import RunFolder
 from vidd.diffusion.loaders import load_esm2
 from vidd.diffusion.masked import CheckpointError, MaskedDiffusion
+from vidd.run import build_run, finetune
+from vidd.tasks.custom import CustomTask
 from vidd.training import FinetuneConfig, Trainer
 from vidd.training.callbacks import Callback
 from vidd.training.copies import LORA_PREFIX, ModelConfig, ModelCopies, copy_student_to_rollout
@@ -99,18 +101,20 @@ def test_lazy_update_copies_the_adapters_and_the_pretrained_model_never_changes(
 
 
 def test_lora_run_checkpoints_adapters_only_and_resumes_bit_identically(esm_folder, tmp_path):
-    def model():
-        return load_esm2(esm_folder, length=6)
+    def run(out, resume=False, callbacks=()):
+        task = CustomTask(load_esm2(esm_folder, length=6), a_reward)
+        return build_run(task, run_config(LORA), out, resume, callbacks=callbacks, **QUIET).execute()
 
-    full = Trainer(run_config(LORA), model(), a_reward, folder=RunFolder(tmp_path / "full"), **QUIET).run()
+    full = run(tmp_path / "full")
     state = torch.load(tmp_path / "full" / "checkpoints" / "last.pt", weights_only=False)
-    assert "model" not in state and "rollout" not in state
+    assert "state_dict" not in state["model"] and "rollout" not in state
+    assert state["model"]["metadata"]["iteration"] == 4  # the provenance, as a full checkpoint's
     adapters = state["adapters"]
     assert adapters["student"].keys() == adapters["rollout"].keys()
     assert adapters["student"] and all(LORA_PREFIX in k for k in adapters["student"])
     held = sum(v.numel() for v in adapters["student"].values())
-    assert held < 0.5 * sum(p.numel() for p in model().parameters())
-    with pytest.raises(CheckpointError, match="holds adapters only; the run's model is checkpoints/student.pt"):
+    assert held < 0.5 * sum(p.numel() for p in load_esm2(esm_folder, length=6).parameters())
+    with pytest.raises(CheckpointError, match="holds adapters only; the run's model is checkpoints/student/"):
         MaskedDiffusion.load(tmp_path / "full" / "checkpoints" / "last.pt")
 
     class Killed(KeyboardInterrupt):
@@ -122,12 +126,27 @@ def test_lora_run_checkpoints_adapters_only_and_resumes_bit_identically(esm_fold
                 raise Killed()
 
     with pytest.raises(Killed):
-        Trainer(run_config(LORA), model(), a_reward, folder=RunFolder(tmp_path / "cut"),
-                callbacks=[KillAfterIterationThree()], **QUIET).run()
-    resumed = Trainer(run_config(LORA), model(), a_reward, folder=RunFolder(tmp_path / "cut"), **QUIET).run(resume=True)
+        run(tmp_path / "cut", callbacks=[KillAfterIterationThree()])
+    resumed = run(tmp_path / "cut", resume=True)
     assert [r["loss"] for r in full.metrics] == [r["loss"] for r in RunFolder(tmp_path / "cut").read_metrics()]
     for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_a_lora_run_resumes_through_the_run_checks_and_refuses_another_base(esm_folder, tmp_path):
+    """`vidd.run` checks a checkpoint before a resumed run starts; a LoRA checkpoint holds no model weights (its
+    adapters go on the task's model), so the base model is recognised by the hash in its provenance."""
+    out = tmp_path / "run"
+    finetune(load_esm2(esm_folder, length=6), a_reward, run_config(LORA, iterations=2), out=out, **QUIET)
+    other = load_esm2(esm_folder, length=6)
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    with pytest.raises(cfg.ConfigError, match="started from another model"):
+        finetune(other, a_reward, run_config(LORA, iterations=4), out=out, resume=True, **QUIET)
+    resumed = finetune(load_esm2(esm_folder, length=6), a_reward, run_config(LORA, iterations=4), out=out,
+                       resume=True, **QUIET)
+    assert [r["iteration"] for r in resumed.metrics] == [1, 2, 3, 4]
+    assert MaskedDiffusion.load(out / "checkpoints" / "student").metadata["iteration"] == 4
 
 
 def test_the_final_model_is_the_base_with_the_adapters_merged(esm, tmp_path):
@@ -140,17 +159,17 @@ def test_the_final_model_is_the_base_with_the_adapters_merged(esm, tmp_path):
     merging_error = (outputs(merged) - outputs(copies.student)).nan_to_num().abs().max()
     training_change = (outputs(merged) - outputs(esm)).nan_to_num().abs().max()
     assert merging_error < 1e-3 and training_change > 100 * merging_error, (merging_error, training_change)
-    merged.save(tmp_path / "student.pt")
-    assert torch.equal(outputs(MaskedDiffusion.load(tmp_path / "student.pt")), outputs(merged))
+    merged.save_pretrained(tmp_path / "student")
+    assert torch.equal(outputs(MaskedDiffusion.load(tmp_path / "student")), outputs(merged))
 
 
 def test_resuming_with_another_finetune_setting_is_a_clear_error(esm):
     lora = ModelCopies(esm, cfg.build(ModelConfig, LORA))
     full = ModelCopies(toy_model(), ModelConfig())
     with pytest.raises(CheckpointError, match="holds full fine-tuning weights.*model.finetune=lora"):
-        lora.load_state_dict(full.state_dict())
+        lora.load_state_dict(full.state_dict(metadata={}))
     with pytest.raises(CheckpointError, match="holds LoRA adapters.*model.finetune=full"):
-        full.load_state_dict(lora.state_dict())
+        full.load_state_dict(lora.state_dict(metadata={}))
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -182,7 +201,7 @@ def test_reduced_precision_runs_an_iteration(model, esm_folder):
     for pretrained in (load_esm2(esm_folder, length=6), toy_model()):
         if (model.get("finetune") == "lora") != (pretrained.backbone.kind == "masked-lm"):
             continue  # LoRA on the ESM-2 model, full fine-tuning on the toy (fp16 CPU matmuls are slow)
-        trainer = Trainer(run_config(model, iterations=3, eval_every=0, final_samples=1), pretrained, a_reward,
+        trainer = Trainer(run_config(model, iterations=3, eval_every=0, final_samples=2), pretrained, a_reward,
                           **QUIET)
         frozen = torch.float32 if model.get("frozen_precision", "fp32") == "fp32" else torch.bfloat16
         assert {p.dtype for p in trainer.ctx.pretrained.parameters()} == {frozen}
@@ -228,7 +247,8 @@ def test_compile_wraps_every_network(esm):
 
 @pytest.mark.slow
 def test_a_compiled_network_gives_the_eager_outputs(esm):
-    """Compilation happens on first use (on a CPU with a C++ compiler: about a minute here for the tiny ESM-2)."""
+    """Compilation happens on first use (on a CPU with a C++ compiler: tens of seconds for the tiny ESM-2 with an
+    empty TorchInductor cache)."""
     eager = outputs(copy.deepcopy(esm))
     copies = ModelCopies(esm, cfg.build(ModelConfig, {**LORA, "compile": True}))
     assert torch.allclose(outputs(copies.student), eager, atol=1e-5)

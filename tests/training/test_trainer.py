@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+import vidd
 from support.toy import all_states, exact_sample_distribution, toy_model
 from vidd.core import config as cfg
+from vidd.core.runfolder import RunFolder
+from vidd.diffusion.masked import MaskedDiffusion
 from vidd.core.alphabets import DNA
 from vidd import FinetuneConfig, finetune
 from vidd.training.context import Context
@@ -134,20 +137,31 @@ def test_counted_reward_cache_and_policies():
     assert CountedReward(broken, RewardPolicy(on_failure="penalty"))(["ACGT"]).tolist() == [-10.0]
 
 
-def test_budget_stops_training_and_counts_exactly():
-    sent = []
+def test_budget_stops_training_and_counts_exactly(monkeypatch):
+    sent, monitored, in_monitor = [], [], [False]
 
     def reward(seqs):
-        sent.extend(seqs)
+        (monitored if in_monitor[0] else sent).extend(seqs)
         return g_reward(seqs)
 
-    config = small_config(iterations=50, reward={"budget": 100})
+    monitor_fn = CountedReward.monitor
+
+    def tagged_monitor(self, seqs):
+        in_monitor[0] = True
+        try:
+            return monitor_fn(self, seqs)
+        finally:
+            in_monitor[0] = False
+
+    monkeypatch.setattr(CountedReward, "monitor", tagged_monitor)
+    config = small_config(iterations=50, reward={"budget": 40})
     result = finetune(toy_model(), reward, config, log=lambda *a: None)
-    assert result.reward_calls >= 100
+    assert result.reward_calls <= 40
     monitor = result.metrics[-1]["monitor_reward_calls"]
     assert monitor > 0
-    assert result.reward_calls + monitor == len(sent)  # every sequence sent to the reward is counted
-    assert len(set(sent)) <= len(sent)
+    # every sequence sent to the reward is counted, training and monitoring apart
+    assert result.reward_calls == len(sent) and monitor == len(monitored)
+    assert len(set(sent)) == len(sent)  # with the cache no training sequence is sent (or paid for) twice
     assert len(result.metrics) < 50
 
 
@@ -178,7 +192,8 @@ def test_run_folder_and_resume_is_bit_identical(tmp_path):
 
     assert stable(tmp_path / "full" / "metrics.jsonl") == stable(tmp_path / "cut" / "metrics.jsonl")
     run = tmp_path / "full"
-    for name in ("config.yaml", "metrics.csv", "final_eval.json", "checkpoints/student.pt", "samples/final.fasta"):
+    for name in ("config.yaml", "metrics.csv", "final_eval.json", "checkpoints/student/config.json",
+                 "samples/final.fasta"):
         assert (run / name).is_file(), name
     final = json.loads((run / "final_eval.json").read_text())
     assert final["reward_calls"] == full.reward_calls and final["iterations"] == 4
@@ -221,7 +236,54 @@ def test_nan_rewards_follow_the_declared_policy(tmp_path):
     run = tmp_path / "strict"
     with pytest.raises(RewardFailure, match="non-finite"):
         finetune(toy_model(), flaky, small_config(), out=run, log=lambda *a: None)
-    assert not (run / "checkpoints" / "student.pt").exists()  # nothing half-finished is presented as done
+    assert not (run / "checkpoints" / "student").exists()  # nothing half-finished is presented as done
+
+
+def test_a_reward_that_keeps_failing_ends_the_run(tmp_path):
+    def broken(seqs):
+        raise RuntimeError("oracle server down")
+
+    everything = r"failed on (\d+) of the \1 sequences scored \(100%\), more than reward.max_failure_fraction = 0.5"
+    with pytest.raises(RewardFailure, match=everything):
+        finetune(toy_model(), broken, small_config(reward={"on_failure": "penalty"}), out=tmp_path / "r",
+                 log=lambda *a: None)
+    assert RunFolder(tmp_path / "r").in_progress() and len(RunFolder(tmp_path / "r").read_metrics()) == 1
+    result = finetune(toy_model(), broken, small_config(reward={"on_failure": "penalty", "max_failure_fraction": 1}),
+                      log=lambda *a: None)  # 1: never stop
+    assert result.metrics[-1]["reward_failures"] == result.reward_calls + result.metrics[-1]["monitor_reward_calls"]
+
+
+def test_a_fine_tuned_model_records_its_provenance(tmp_path):
+    base = toy_model()
+    result = finetune(base, g_reward, small_config(), out=tmp_path / "run", log=lambda *a: None)
+    saved = MaskedDiffusion.from_pretrained(tmp_path / "run" / "checkpoints" / "student")
+    origin = saved.metadata
+    assert origin == result.model.metadata
+    assert origin["base_model"] == {"sha256": base.weights_sha256(), "metadata": base.metadata}
+    assert (origin["task"], origin["method"], origin["iteration"]) == ("custom", "vidd", 4)
+    assert origin["reward_calls"] == result.reward_calls and origin["vidd_version"] == vidd.__version__
+    assert origin["config"] == cfg.to_dict(small_config())
+    # a checkpoint records the same, as of its iteration
+    assert MaskedDiffusion.load(tmp_path / "run" / "checkpoints" / "last.pt").metadata["iteration"] == 4
+
+
+def test_resume_refuses_another_base_model(tmp_path):
+    finetune(toy_model(), g_reward, small_config(iterations=2), out=tmp_path / "run", log=lambda *a: None)
+    with pytest.raises(cfg.ConfigError, match="started from another model"):
+        finetune(toy_model(seed=1), g_reward, small_config(iterations=2), out=tmp_path / "run", resume=True,
+                 log=lambda *a: None)
+    resumed = finetune(toy_model(), g_reward, out=tmp_path / "run", resume=True, log=lambda *a: None)
+    assert len(resumed.metrics) == 2  # without a config, a resumed run keeps its own
+
+
+def test_resume_may_change_only_the_length_evaluation_and_logistics_of_a_run():
+    stored = small_config()
+    assert small_config(iterations=9, eval_every=3, threads=1).resume_changes(stored) == {
+        "eval_every": [2, 3], "iterations": [4, 9], "threads": [0, 1]}
+    for change, field in (({"method": "ddpo"}, "method.name"), ({"seed": 5}, "seed"), ({"batch_size": 4}, "batch_size"),
+                          ({"method": {"alpha": 0.5}}, "method.alpha"), ({"lr": 1e-2}, "lr")):
+        with pytest.raises(cfg.ConfigError, match=f"--resume: {field}: .* would make it another run"):
+            small_config(**change).resume_changes(stored)
 
 
 def test_overlap_collects_the_next_chunk_while_rewards_run_and_changes_nothing():

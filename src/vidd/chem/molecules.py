@@ -12,6 +12,7 @@ from pathlib import Path
 from vidd.core.alphabets import Alphabet, SequenceError
 from vidd.core.atomic import atomic_open
 from vidd.core import extras
+from vidd.core.errors import read_text
 
 PAD = "[nop]"
 
@@ -85,7 +86,7 @@ def _smi_rows(path: Path) -> tuple[list[str] | None, list[tuple[int, list[str]]]
     if not path.is_file():
         raise MoleculeError(f"{path}: file not found")
     header, rows = None, []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    for n, line in enumerate(read_text(path, "a .smi file of SMILES", MoleculeError).splitlines(), start=1):
         fields = line.split("\t") if "\t" in line else line.split()
         if not fields or not fields[0].strip() or fields[0].startswith("#"):
             continue

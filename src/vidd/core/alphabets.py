@@ -4,7 +4,8 @@ Most alphabets are single letters (DNA, protein): a sequence is a plain string. 
 SELFIES, have bracketed multi-character tokens ("[C]", "[=O]"); a sequence is then the
 concatenation of its tokens and is split back by brackets. An alphabet with a `pad` token holds
 variable-length sequences in a fixed number of positions: `encode` pads at the end, `decode`
-drops every pad token, so the model decides the length.
+drops every pad token, so the model decides the length. `Alphabet.padded()` adds the token `[pad]` to a
+letter alphabet for variable-length data (docs/data.md).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import torch
 from vidd.core.errors import UserError
 
 _BRACKET_TOKEN = re.compile(r"\[[^\[\]]*\]|.")
+#: the padding token `padded` adds (bracketed, so no letter or data character can be mistaken for it)
+PAD = "[pad]"
 
 
 class SequenceError(UserError, ValueError):
@@ -104,13 +107,39 @@ class Alphabet:
         table = self.letters
         return [self.join(table[i] for i in row) for row in tokens.tolist()]
 
+    def padded(self) -> "Alphabet":
+        """This alphabet with a padding token (itself if it has one): sequences of any length up to the
+        model's are padded at the end by `encode`, and `decode` drops the pads the model generates."""
+        if self.pad is not None:
+            return self
+        return Alphabet(self.name, tuple(self.letters) + (PAD,), pad=PAD)
+
     def to_dict(self) -> dict:
         return {"name": self.name, "letters": self.letters if self.single_characters else list(self.letters),
                 "pad": self.pad}
 
 
 DNA = Alphabet("DNA", "ACGT")
+RNA = Alphabet("RNA", "ACGU")
 PROTEIN = Alphabet("protein", "ACDEFGHIKLMNPQRSTVWY")
+#: the letter alphabets `named` knows (SELFIES is built from a corpus: vidd.chem.molecules.selfies_alphabet)
+LETTER_ALPHABETS = {a.name: a for a in (DNA, RNA, PROTEIN)}
+
+
+def named(spec: str) -> Alphabet:
+    """A letter alphabet by name (DNA, RNA, protein; any case) or given as `custom:LETTERS` (one character
+    per token, e.g. custom:ACDE)."""
+    if spec.startswith("custom:"):
+        letters = spec.removeprefix("custom:")
+        bad = sorted(set(c for c in letters if c in "[]" or c.isspace()))
+        if not letters or bad or len(set(letters)) != len(letters):
+            raise UserError(f"alphabet {spec!r}: custom:LETTERS needs distinct characters, none of them a bracket "
+                            f"or a space (e.g. custom:ACDE)")
+        return Alphabet("custom", letters)
+    found = {name.lower(): a for name, a in LETTER_ALPHABETS.items()}.get(spec.lower())
+    if found is None:
+        raise UserError(f"unknown alphabet {spec!r}; one of {', '.join(LETTER_ALPHABETS)}, SELFIES or custom:LETTERS")
+    return found
 
 _DNA_CODES = np.full(256, -1, dtype=np.int8)  # byte -> DNA letter index, -1 for any other byte
 _DNA_CODES[np.frombuffer(DNA.letters.encode("ascii"), dtype=np.uint8)] = np.arange(DNA.size)

@@ -11,10 +11,11 @@ from pathlib import Path
 import torch
 
 
-def _umask() -> int:
+def umask_mode(mode: int) -> int:
+    """`mode` as the process's umask lets a newly created file have it (what open() would give)."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return mode & ~mask
 
 
 @contextmanager
@@ -25,7 +26,7 @@ def atomic_open(path: str | Path, mode: str = "w"):
     try:
         with os.fdopen(fd, mode) as f:
             yield f
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, umask_mode(0o666))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

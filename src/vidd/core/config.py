@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from vidd.core.errors import UserError
+from vidd.core.errors import UserError, read_text
 
 T = TypeVar("T")
 
@@ -83,7 +84,9 @@ def _coerce(value, tp, where: str):
                 raise ConfigError(f"{where}: expected a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if tp is int and float(value) != int(value):
+        if math.isnan(value):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if tp is int and (math.isinf(value) or float(value) != int(value)):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return tp(value)
     if tp is str:
@@ -169,7 +172,7 @@ def load_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(read_text(path, "a YAML config", ConfigError)) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(data, dict):

@@ -1,13 +1,18 @@
-"""Reading and writing sequence files (FASTA) with errors that name the file, record and problem."""
+"""Reading and writing sequence files (FASTA, a column of a CSV/TSV table) and per-sequence tables, with errors
+that name the file, record and problem."""
 
 from __future__ import annotations
 
+import csv
+import numbers
+import io
 from pathlib import Path
 
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
 from vidd.core.alphabets import Alphabet, SequenceError
 from vidd.core.atomic import atomic_open
+from vidd.core.errors import read_text
 
 
 def read_fasta(path: str | Path) -> list[tuple[str, str]]:
@@ -15,15 +20,13 @@ def read_fasta(path: str | Path) -> list[tuple[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise SequenceError(f"{path}: file not found")
-    with open(path) as f:
-        text = f.read()
+    text = read_text(path, "FASTA", SequenceError)
     first = next((line for line in text.splitlines() if line.strip()), None)
     if first is None:
         raise SequenceError(f"{path}: the file is empty")
     if not first.startswith(">"):
         raise SequenceError(f"{path}: not FASTA (the first line must start with '>', got {first[:40]!r})")
-    with open(path) as f:
-        records = [(h, s.replace(" ", "").upper()) for h, s in SimpleFastaParser(f)]
+    records = [(h, s.replace(" ", "").upper()) for h, s in SimpleFastaParser(io.StringIO(text))]
     for i, (header, seq) in enumerate(records, start=1):
         if not seq:
             raise SequenceError(f"{path}: record {i} ({header!r}) has an empty sequence")
@@ -39,9 +42,47 @@ def read_sequences(path: str | Path, alphabet: Alphabet, length: int | None = No
     return [s for _, s in records]
 
 
-def write_fasta(path: str | Path, seqs: list[str], headers: list[str] | None = None) -> None:
-    """Write atomically (temporary file + rename)."""
-    headers = headers or [f"sample_{i}" for i in range(len(seqs))]
+def read_column(path: str | Path, column: str) -> list[str]:
+    """The non-empty cells of the named column of a CSV (`.csv`) or tab-separated (any other suffix) table
+    with a header line, stripped of spaces."""
+    path = Path(path)
+    if not path.is_file():
+        raise SequenceError(f"{path}: file not found")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f, delimiter="," if path.suffix.lower() == ".csv" else "\t")
+        if not reader.fieldnames:
+            raise SequenceError(f"{path}: the file is empty")
+        if column not in reader.fieldnames:
+            raise SequenceError(f"{path}: no column {column!r}; columns: {', '.join(reader.fieldnames)}")
+        values = [(n, (row[column] or "").strip()) for n, row in enumerate(reader, start=2)]
+    empty = next((n for n, v in values if not v), None)
+    if empty is not None:
+        raise SequenceError(f"{path}: line {empty} has an empty {column!r}")
+    if not values:
+        raise SequenceError(f"{path}: no rows below the header")
+    return [v for _, v in values]
+
+
+def format_value(value) -> str:
+    """A table cell or FASTA header value: numbers to 6 significant digits, anything else as text."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return f"{float(value):.6g}"
+    return str(value)
+
+
+def write_fasta(path: str | Path, seqs: list[str], fields: dict[str, list] | None = None) -> None:
+    """Write atomically (temporary file + rename); record i is headed `sample_i`, then `key=value` for each of
+    `fields` (values per sequence), e.g. `>sample_0 reward=1.23 log_likelihood=-250.1`."""
+    fields = fields or {}
     with atomic_open(path) as f:
-        for h, s in zip(headers, seqs):
-            f.write(f">{h}\n{s}\n")
+        for i, s in enumerate(seqs):
+            header = " ".join([f"sample_{i}", *(f"{k}={format_value(v[i])}" for k, v in fields.items())])
+            f.write(f">{header}\n{s}\n")
+
+
+def write_table(path: str | Path, columns: dict[str, list]) -> None:
+    """Write equal-length columns as a tab-separated table with a header line, atomically."""
+    rows = zip(*columns.values())
+    with atomic_open(path) as f:
+        f.write("\t".join(columns) + "\n")
+        f.writelines("\t".join(format_value(v) for v in row) + "\n" for row in rows)

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -56,6 +57,8 @@ ANTIBODIES: dict[str, Antibody] = {a.name: a for a in (
 
 #: IMGT CDR ranges (inclusive, insertion codes belong to their number)
 IMGT_CDRS = {"H1": (27, 38), "H2": (56, 65), "H3": (105, 117)}
+POSITION = re.compile(r"(\d+)([A-Za-z]?)")
+POSITION_RANGE = re.compile(r"(\d+)\s*-\s*(\d+)")
 
 
 class NumberingError(UserError, ValueError):
@@ -83,6 +86,37 @@ class Numbering:
         if not idx or idx != list(range(idx[0], idx[-1] + 1)):
             raise NumberingError(f"CDR {name} of {self.sequence[:20]}... is not one contiguous stretch")
         return idx[0], idx[-1] + 1
+
+    def label(self, index: int) -> str:
+        """The IMGT number of a residue, with its insertion code (e.g. "111A")."""
+        number, insertion = self.positions[index]
+        return f"{number}{insertion}"
+
+    def indices(self, positions) -> list[int]:
+        """Sorted sequence indices of IMGT positions: an IMGT number with an optional insertion code (107,
+        "111A"), an inclusive range of numbers ("107-116", insertions included) or a CDR ("H1", "H2", "H3");
+        several as a list or a comma-separated string ("105-106,117")."""
+        items = positions if isinstance(positions, (list, tuple)) else str(positions).split(",")
+        chosen: set[int] = set()
+        for item in (str(i).strip() for i in items):
+            found = self._item_indices(item)
+            if not found:
+                raise NumberingError(f"task.positions: {item!r} names no residue of this VH (its CDR-H3 is IMGT "
+                                     f"{', '.join(self.label(i) for i in range(*self.region('H3')))})")
+            chosen.update(found)
+        return sorted(chosen)
+
+    def _item_indices(self, item: str) -> list[int]:
+        numbered = [(i, p) for i, p in enumerate(self.positions) if p is not None]
+        if item.upper() in IMGT_CDRS:
+            return list(range(*self.region(item.upper())))
+        if match := POSITION_RANGE.fullmatch(item):
+            lo, hi = int(match[1]), int(match[2])
+            return [i for i, (number, _) in numbered if lo <= number <= hi]
+        if match := POSITION.fullmatch(item):
+            return [i for i, (number, insertion) in numbered if (number, insertion) == (int(match[1]), match[2].upper())]
+        raise NumberingError(f"task.positions: {item!r} is not an IMGT number (107, 111A), a range (107-116) or "
+                             f"a CDR (H1, H2, H3)")
 
     def cdr(self, name: str) -> str:
         start, end = self.region(name)

@@ -24,6 +24,8 @@ class Backbone(nn.Module):
     kind: str = ""
     registry: dict[str, type[Backbone]] = {}
     time_conditioned: bool = False
+    #: takes relaxed one-hot rows (B, L, V + 1) as well as token ids (methods that differentiate through samples)
+    takes_relaxed_input: bool = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

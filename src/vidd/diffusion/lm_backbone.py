@@ -75,6 +75,7 @@ class MaskedLMBackbone(Backbone):
 
     kind = "masked-lm"
     time_conditioned = False
+    takes_relaxed_input = False
 
     @dataclass
     class Config:

@@ -104,7 +104,11 @@ def load_evodiff_oadm(checkpoint: str | Path, config: str | Path | dict | None =
         config = evodiff_config_path()
     if not isinstance(config, dict):
         config = json.loads(Path(config).read_text())
-    payload = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    try:  # a safe load: unpickling an arbitrary file could run code in it
+        payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - whatever torch raises for a file it cannot read safely
+        raise ValueError(f"{checkpoint}: not readable as an EvoDiff checkpoint without running code in it "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
     if not isinstance(payload, dict) or "model_state_dict" not in payload:
         raise ValueError(f"{checkpoint}: not an EvoDiff checkpoint (no 'model_state_dict')")
     state = {k.split("module.", 1)[1] if k.startswith("module.") else k: v

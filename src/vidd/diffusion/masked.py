@@ -18,18 +18,17 @@ import torch
 from torch import nn
 
 from vidd.core.alphabets import Alphabet
-from vidd.core.atomic import atomic_torch_save
-from vidd.core.errors import UserError
+from vidd.core.safefiles import CheckpointError, load_state, read_folder, weights_sha256, write_folder
+from vidd.core.version import __version__
 from vidd.diffusion.backbones import Backbone
 from vidd.diffusion.schedule import LogLinearSchedule, NoiseSchedule
 
-CHECKPOINT_FORMAT = "vidd-masked-diffusion-1"
+#: `format` of a model folder's config.json and of the model in a run checkpoint
+MODEL_FORMAT = "vidd-masked-diffusion-2"
+#: `format` of vidd 0.1's pickled `.pt` models (read only when trusted)
+LEGACY_FORMAT = "vidd-masked-diffusion-1"
 #: modules defining vidd's other chains, imported when a checkpoint names one
 BUILTIN_CHAINS = {"order-agnostic": "vidd.diffusion.order_agnostic"}
-
-
-class CheckpointError(UserError, ValueError):
-    """A file that is not a usable vidd model checkpoint."""
 
 
 @dataclass
@@ -39,6 +38,11 @@ class Trajectory:
     states: torch.Tensor  # (T + 1, B, L) long
     times: torch.Tensor  # (T + 1,) denoiser times, 1 -> 0
     mask_probs: torch.Tensor  # (T + 1,) m_k, 1 -> 0
+    #: (T, B, L) argmax of the sampler's own log p(x_0 | x_k) at each state k < T (clean positions carried
+    #: over), or None: what a value estimate of x_k by the sampling model needs, without another forward
+    x0_hat: torch.Tensor | None = None
+    #: (T, B) the model-dependent part of the sampler's own log p(x_{k+1} | x_k) (`revealed_log_prob`), or None
+    step_log_probs: torch.Tensor | None = None
 
     @property
     def steps(self) -> int:
@@ -207,19 +211,21 @@ class MaskedDiffusion(nn.Module):
             ])
         times, mask_probs = self.grid(steps)
         x = start.to(self.device) if start is not None else self.initial_state(n)
-        states = [x] if record else None
+        states, completions, log_probs = ([x], [], []) if record else (None, None, None)
         cached = None
         for k in range(steps):
             if cached is None or not use_cache or self.backbone.time_conditioned:
                 cached = self.denoise(x, times[k].float().to(self.device))
             x_next = self.step(x, cached, float(mask_probs[k]), float(mask_probs[k + 1]), generator)
+            if record:
+                completions.append(cached.argmax(-1))
+                log_probs.append(self.revealed_log_prob(x, x_next, cached))
+                states.append(x_next)
             if not torch.equal(x_next, x):
                 cached = None
             x = x_next
-            if record:
-                states.append(x)
         if record:
-            return Trajectory(torch.stack(states), times, mask_probs)
+            return Trajectory(torch.stack(states), times, mask_probs, torch.stack(completions), torch.stack(log_probs))
         return x
 
     # ------------------------------------------------------------- likelihood
@@ -273,8 +279,9 @@ class MaskedDiffusion(nn.Module):
 
     # ------------------------------------------------------------ persistence
     def spec(self) -> dict:
+        """What the model is, without its weights (a model folder's config.json)."""
         return {
-            "format": CHECKPOINT_FORMAT,
+            "format": MODEL_FORMAT,
             "chain": self.chain,
             "alphabet": self.alphabet.to_dict(),
             "length": self.length,
@@ -283,22 +290,43 @@ class MaskedDiffusion(nn.Module):
             "metadata": self.metadata,
         }
 
-    def save(self, path: str | Path) -> None:
-        atomic_torch_save({**self.spec(), "state_dict": self.state_dict()}, path)
+    def weights_sha256(self) -> str:
+        """The sha256 of this model's weights (of the model.safetensors `save_pretrained` writes)."""
+        return weights_sha256(self.state_dict())
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """A model folder at `path`: config.json (the spec, the writer's vidd version, the weights' sha256)
+        and model.safetensors; an existing folder there is replaced at once."""
+        write_folder(path, {**self.spec(), "vidd_version": __version__}, self.state_dict())
 
     @classmethod
-    def from_checkpoint(cls, payload: dict) -> MaskedDiffusion:
-        if payload.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"not a vidd masked-diffusion checkpoint (format {payload.get('format')!r})")
+    def from_pretrained(cls, path: str | Path) -> MaskedDiffusion:
+        """The model of a folder written by `save_pretrained` (its weights checked against their sha256)."""
+        config, tensors = read_folder(path)
+        return cls.from_state({**config, "state_dict": tensors}, where=str(path))
+
+    @classmethod
+    def from_state(cls, payload: dict, where: str = "checkpoint") -> MaskedDiffusion:
+        """The model a spec with its `state_dict` describes (a model folder's contents, the `model` entry of
+        a run checkpoint, or a vidd 0.1 `.pt` payload)."""
+        if payload.get("format") not in (MODEL_FORMAT, LEGACY_FORMAT):
+            raise CheckpointError(f"{where}: not a vidd masked-diffusion model (format {payload.get('format')!r})")
         chain = payload.get("chain", "masked")
         if chain not in MaskedDiffusion.chains and chain in BUILTIN_CHAINS:
             importlib.import_module(BUILTIN_CHAINS[chain])  # registers the chain
         if chain not in MaskedDiffusion.chains:
-            raise CheckpointError(f"unknown chain {chain!r} (known: {sorted(MaskedDiffusion.chains)}); a model class "
-                                  f"defined outside vidd must be imported before its checkpoints are loaded")
-        model = MaskedDiffusion.chains[chain].from_spec(payload)
+            raise CheckpointError(f"{where}: unknown chain {chain!r} (known: {sorted(MaskedDiffusion.chains)}); a "
+                                  f"model class defined outside vidd must be imported before its models are loaded")
+        try:
+            model = MaskedDiffusion.chains[chain].from_spec(payload)
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{where}: the model's config is incomplete or invalid ({type(e).__name__}: "
+                                  f"{e})") from e
         model.metadata = payload.get("metadata", {})
-        model.load_state_dict(payload["state_dict"])
+        try:
+            model.load_state_dict(payload["state_dict"])
+        except RuntimeError as e:
+            raise CheckpointError(f"{where}: the weights do not match the model's config: {e}") from e
         return model
 
     @classmethod
@@ -308,22 +336,22 @@ class MaskedDiffusion(nn.Module):
                    NoiseSchedule.from_dict(spec["schedule"]))
 
     @classmethod
-    def load(cls, path: str | Path, map_location="cpu") -> MaskedDiffusion:
+    def load(cls, path: str | Path, map_location="cpu", trust: bool = False) -> MaskedDiffusion:
+        """A model folder, or the model in a run checkpoint (`last.pt`, read safely and checked against its
+        hash). A vidd 0.1 `.pt` model, which only full unpickling reads, needs trust=True (the CLI's
+        --trust-checkpoint): unpickling a file can run code in it."""
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"model checkpoint not found: {path}")
-        try:
-            payload = torch.load(path, map_location=map_location, weights_only=False)
-        except Exception as e:
-            raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from e
+        if path.is_dir():
+            return cls.from_pretrained(path).to(map_location)
+        payload = load_state(path, map_location, trust=trust)
         if not isinstance(payload, dict):
-            raise CheckpointError(f"{path}: not a vidd masked-diffusion checkpoint (holds a {type(payload).__name__})")
+            raise CheckpointError(f"{path}: not a vidd masked-diffusion model (holds a {type(payload).__name__})")
         if "adapters" in payload:
-            raise CheckpointError(f"{path}: a LoRA run's training checkpoint holds adapters only; the run's model "
-                                  f"is checkpoints/student.pt, written when the run ends")
-        if "model" in payload and "format" not in payload:
-            payload = payload["model"]  # a trainer checkpoint holding a model
-        return cls.from_checkpoint(payload)
+            raise CheckpointError(f"{path}: a LoRA run's checkpoint holds adapters only; the run's model is "
+                                  f"checkpoints/student/, written when the run ends")
+        if "model" in payload:
+            payload = payload["model"]  # a run checkpoint holding the model
+        return cls.from_state(payload, where=str(path))
 
 
 MaskedDiffusion.chains[MaskedDiffusion.chain] = MaskedDiffusion

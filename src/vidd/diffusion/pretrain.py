@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 from vidd.core.alphabets import Alphabet
 from vidd.core.config import option, to_dict
 from vidd.diffusion.backbones import DilatedCNN, Transformer
-from vidd.core.atomic import atomic_torch_save
 from vidd.core.numerics import chunked
+from vidd.core.safefiles import load_state, save_state
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.diffusion.schedule import NoiseSchedule
 
@@ -73,11 +73,14 @@ def _bits_per_token(model: MaskedDiffusion, seqs: torch.Tensor, generator) -> fl
 
 
 def pretrain(config: PretrainConfig, alphabet: Alphabet, train: list[str], valid: list[str],
-             out: str | Path, resume: bool = False, log=print, length: int | None = None) -> MaskedDiffusion:
-    """Train a masked diffusion model; writes out/model.pt (EMA weights), out/state.pt, out/log.jsonl.
+             out: str | Path, resume: bool = False, log=print, length: int | None = None,
+             trust_checkpoint: bool = False) -> MaskedDiffusion:
+    """Train a masked diffusion model; writes out/model (a model folder of the EMA weights), out/state.pt,
+    out/log.jsonl.
 
     `length` is the model's number of positions: by default the training sequences' length, or
-    their longest for an alphabet with a padding token."""
+    their longest for an alphabet with a padding token. `trust_checkpoint`: resume from a state.pt of
+    vidd 0.1 (read by full unpickling, which can run code in it)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if config.threads:
@@ -105,7 +108,7 @@ def pretrain(config: PretrainConfig, alphabet: Alphabet, train: list[str], valid
     if resume:
         if not state_path.is_file():
             raise FileNotFoundError(f"--resume: no pretraining state at {state_path}")
-        state = torch.load(state_path, weights_only=False)
+        state = load_state(state_path, trust=trust_checkpoint)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
@@ -127,8 +130,8 @@ def pretrain(config: PretrainConfig, alphabet: Alphabet, train: list[str], valid
         ema.metadata.update(step=step, val_bits_per_token=val_bits)
         if best is None or val_bits < best:
             best = val_bits
-            ema.save(out / "model.pt")
-        atomic_torch_save({
+            ema.save_pretrained(out / "model")
+        save_state({
             "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
             "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
             "order": order, "best": best, "config": to_dict(config),
@@ -161,4 +164,4 @@ def pretrain(config: PretrainConfig, alphabet: Alphabet, train: list[str], valid
             bar.write(f"step {step}: validation {val_bits:.4f} bits/token (best {best:.4f})")
             model.train()
     bar.close()
-    return MaskedDiffusion.load(out / "model.pt")
+    return MaskedDiffusion.from_pretrained(out / "model")

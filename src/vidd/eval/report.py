@@ -1,6 +1,6 @@
 """A fine-tuning run's report: `curves.png` (learning curves) and `report.html` (curves, final
-evaluation, configuration), made from the run folder's files alone, so it can be remade at any
-time (`vidd report RUN`), also for an interrupted run."""
+evaluation, the task's tables of the final samples, configuration), made from the run folder's files
+alone, so it can be remade at any time (`vidd report RUN`), also for an interrupted run."""
 
 from __future__ import annotations
 
@@ -68,6 +68,12 @@ def _table(pairs) -> str:
     return f"<table>{cells}</table>"
 
 
+def _grid(columns: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
 def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -84,7 +90,7 @@ def write_report(folder: RunFolder) -> Path:
     config = folder.config_file.read_text() if folder.config_file.is_file() else ""
     run = folder.path
     last = rows[-1]
-    status = ("finished" if final is not None else
+    status = ("finished" if final is not None and not folder.in_progress() else
               f"in progress or interrupted after iteration {last['iteration']} (resume with --resume)")
     latest = [(k, last[k]) for k in ("iteration", "reward_calls", "reward_failures", "wall_seconds")
               if k in last]
@@ -100,12 +106,21 @@ def write_report(folder: RunFolder) -> Path:
     ]
     if final is not None:
         parts += ["<h2>Final evaluation (final_eval.json)</h2>", _table(final.items())]
+    for table in folder.read_report_tables():
+        parts += [f"<h2>{html.escape(table['title'])}</h2>", _grid(table["columns"], table["rows"])]
+        if table.get("note"):
+            parts.append(f"<p>{html.escape(table['note'])}</p>")
     parts += ["<h2>Last iteration</h2>", _table(latest)]
     if latest_eval:
         parts += [f"<h2>Last evaluation (iteration {latest_eval['iteration']})</h2>",
                   _table((k, v) for k, v in latest_eval.items() if k.startswith("eval_"))]
-    parts += ["<h2>Configuration (config.yaml)</h2>", f"<pre>{html.escape(config)}</pre>",
-              "<p>Every metric is defined in vidd's docs/metrics.md.</p></body></html>"]
+    parts += ["<h2>Configuration (config.yaml)</h2>", f"<pre>{html.escape(config)}</pre>"]
+    history = [(f"from iteration {h['iteration']}",
+                ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in h["changes"].items()))
+               for h in folder.read_history()]
+    if history:
+        parts += ["<h2>Settings changed on resume (config_history.jsonl)</h2>", _table(history)]
+    parts += ["<p>Every metric is defined in vidd's docs/metrics.md.</p></body></html>"]
     out = folder.report_file
     with atomic_open(out) as f:
         f.write("\n".join(parts))

@@ -6,9 +6,12 @@ sequence (from the native's IMGT numbering, `vidd.data.antibodies`) instead of n
 
 - `DevelopabilityReward`: Biopython ProtParam on the heavy-chain CDRs (H1 + H2 + H3 concatenated), a hinge
   penalty outside documented target ranges (higher is better, 0 = inside every range).
-- `NaturalnessReward`: AntiBERTy log-likelihood of the CDR-H3 residues, in nats per residue, either the
-  masked marginal (all CDR-H3 positions masked at once, one forward per sequence: the training reward) or
-  the pseudo-log-likelihood (each CDR-H3 position masked alone, one forward per position: the evaluation).
+- `NaturalnessReward`: AntiBERTy log-likelihood of the designed residues (given as sequence indices), in
+  nats per residue, either the masked marginal (all of them masked at once, one forward per sequence: the
+  training reward) or the pseudo-log-likelihood (each masked alone, one forward per position: the
+  evaluation).
+- `BindingReward`: a user's assay oracle (`vidd.rewards.assay_oracle`) on each VH's CDR-H3 loop or on the
+  whole VH.
 - `IgFoldReward` (extra `[antibody]`; IgFold is licensed for academic, non-commercial use only): folds the
   VH with a fixed VL and scores either minus the mean predicted error (pRMSD, Angstrom) of the CDR-H3
   residues, or minus |beta-strand fraction of CDR-H3 (pydssp DSSP on the predicted backbone) - target|.
@@ -24,6 +27,7 @@ import functools
 import io
 import os
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -32,6 +36,7 @@ from Bio.SeqUtils.ProtParam import ProteinAnalysis
 from vidd.core.alphabets import PROTEIN
 from vidd.core.extras import require
 from vidd.diffusion.loaders import ANTIBERTY_VOCAB, antiberty_weights_dir, load_antiberty_lm
+from vidd.rewards.assay_oracle import AssayOracleReward
 from vidd.rewards.base import Reward
 
 Region = tuple[int, int]  # [start, end) indices in the VH sequence
@@ -114,24 +119,27 @@ def _antiberty(weights_dir: str | None):
 
 
 class NaturalnessReward(SequenceReward):
-    """AntiBERTy log-likelihood of the residues in `region` (nats per residue, higher = more natural).
+    """AntiBERTy log-likelihood of the residues at `positions` (sequence indices; nats per residue, higher =
+    more natural).
 
-    masked-marginal: mask every position of `region` at once ([CLS] VH [SEP], nothing else masked) and average
-    log p(true residue) over the region; pseudo: mask one region position at a time (the rest of the VH
-    visible) and average. Probabilities are over the 20 amino acids (special tokens excluded)."""
+    masked-marginal: mask every one of `positions` at once ([CLS] VH [SEP], nothing else masked) and average
+    log p(true residue) over them; pseudo: mask one position at a time (the rest of the VH visible) and
+    average. Probabilities are over the 20 amino acids (special tokens excluded)."""
 
     name = "naturalness"
 
-    def __init__(self, region: Region, length: int | None = None, mode: str = "masked-marginal",
+    def __init__(self, positions: Sequence[int], length: int | None = None, mode: str = "masked-marginal",
                  weights_dir: str | None = None, batch_size: int = 64):
         if mode not in ("masked-marginal", "pseudo"):
             raise ValueError(f"mode: 'masked-marginal' or 'pseudo', got {mode!r}")
-        self.region, self.length, self.mode = region, length, mode
+        self.positions, self.length, self.mode = sorted(positions), length, mode
+        if not self.positions:
+            raise ValueError("positions: give at least one")
         self.weights_dir, self.batch_size = weights_dir, batch_size
-        self.cost_hint = 0.05 if mode == "masked-marginal" else 0.05 * (region[1] - region[0])
+        self.cost_hint = 0.05 if mode == "masked-marginal" else 0.05 * len(self.positions)
 
     def scorable(self, seqs):
-        return [ok and len(s) >= self.region[1] for ok, s in zip(super().scorable(seqs), seqs)]
+        return [ok and len(s) > self.positions[-1] for ok, s in zip(super().scorable(seqs), seqs)]
 
     def score_valid(self, seqs):
         out = np.empty(len(seqs))
@@ -147,8 +155,7 @@ class NaturalnessReward(SequenceReward):
         letters = torch.tensor([vocab[c] for c in PROTEIN.letters])
         tokens = torch.tensor([[vocab["[CLS]"], *(vocab[c] for c in s), vocab["[SEP]"]] for s in seqs])
         labels = torch.tensor([[0, *(PROTEIN.letters.index(c) for c in s), 0] for s in seqs])  # letter indices
-        a, b = self.region[0] + 1, self.region[1] + 1  # +1: [CLS]
-        positions = list(range(a, b))
+        positions = [p + 1 for p in self.positions]  # +1: [CLS]
         # rows: (sequence index, positions masked together)
         rows = ([(i, positions) for i in range(len(seqs))] if self.mode == "masked-marginal"
                 else [(i, [p]) for i in range(len(seqs)) for p in positions])
@@ -166,6 +173,20 @@ class NaturalnessReward(SequenceReward):
             true_lp = log_p.gather(-1, labels[index].unsqueeze(-1)).squeeze(-1)
             total.index_add_(0, index, torch.where(masked, true_lp, torch.zeros_like(true_lp)).sum(-1))
         return (total / len(positions)).numpy()
+
+
+class BindingReward(SequenceReward):
+    """A user's assay oracle (`vidd train-oracle --data`) on each VH's `region` (the CDR-H3 loop), or on the
+    whole VH when `region` is None: the `binding` term of the antibody tasks."""
+
+    name = "binding"
+
+    def __init__(self, oracle: AssayOracleReward, region: Region | None, length: int | None = None):
+        self.oracle, self.region, self.length = oracle, region, length
+        self.cost_hint = oracle.cost_hint
+
+    def score_valid(self, seqs):
+        return self.oracle([s[slice(*self.region)] for s in seqs] if self.region else seqs)
 
 
 # ---------------------------------------------------------------- IgFold (extra [antibody])

@@ -72,6 +72,11 @@ class WeightedSum(Reward):
     def score(self, seqs):
         return self.combine(self.components(seqs))
 
+    def columns(self, seqs: list[str], name: str) -> dict[str, np.ndarray]:
+        """The sum as column `name`, then each term as `name_<term>` (every term scored once)."""
+        parts = self.components(seqs)
+        return {name: self.combine(parts), **{f"{name}_{k}": v for k, v in parts.items()}}
+
 
 class BatchCache:
     """A batched function of sequences (e.g. a structure predictor), computed once per distinct sequence in

@@ -7,6 +7,7 @@ reward is counted; repeated sequences are answered from the cache for free.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -14,9 +15,9 @@ from typing import Literal
 
 import numpy as np
 
-from vidd.core.config import option
+from vidd.core.config import ConfigError, option
 from vidd.core.errors import UserError
-from vidd.rewards.base import Reward, as_reward
+from vidd.rewards.base import Reward, WeightedSum, as_reward
 from vidd.rewards.executors import ExecutorConfig
 
 log = logging.getLogger(__name__)
@@ -26,20 +27,37 @@ class RewardFailure(UserError, RuntimeError):
     pass
 
 
+class BudgetExhausted(RuntimeError):
+    """A training-reward call that would take the distinct calls past `budget`; nothing was evaluated."""
+
+
 @dataclass
 class RewardPolicy:
     cache: bool = option(True, "answer repeated sequences from a cache (not counted again)")
-    budget: int = option(0, "stop training once this many distinct reward calls were made (0: no budget)")
+    budget: int = option(0, "distinct training-reward calls a run may make, never more: the last collection is "
+                            "trimmed, or training stops, before the budget would be exceeded (0: no budget)")
     on_failure: Literal["error", "penalty"] = option(
         "error", "what a NaN/inf value or an exception from the reward becomes: stop with an error, "
                  "or the `penalty` value (logged and counted as failures)")
     penalty: float = option(-10.0, "value given to failed sequences when on_failure = penalty")
+    max_failure_fraction: float = option(
+        0.5, "with on_failure = penalty: end the run with an error once more than this fraction of the sequences "
+             "scored failed (a reward that fails everywhere trains on a constant); 1: never")
     terms: dict = option(
         {}, "weights of the task's named reward terms, e.g. {developability: 1, naturalness: 1, igfold: 1} for "
             "antibody-cdrh3 (empty: the task's default training reward)")
     executor: ExecutorConfig = option(
         ExecutorConfig(), "where a task's training reward runs (`vidd finetune`, `vidd bench`): inline, or "
                           "batched on a serial / process-pool / Ray executor with retries and timeouts")
+
+    def validate(self):
+        if self.budget < 0:
+            raise ConfigError(f"budget: must be >= 0 (0: no budget), got {self.budget}")
+        if not math.isfinite(self.penalty):
+            raise ConfigError(f"penalty: must be a finite number, got {self.penalty}")
+        if not 0 < self.max_failure_fraction <= 1:
+            raise ConfigError(f"max_failure_fraction: must lie in (0, 1] (1: never stop), got "
+                              f"{self.max_failure_fraction}")
 
 
 class CountedReward:
@@ -62,8 +80,25 @@ class CountedReward:
         return self.reward.name
 
     @property
-    def exhausted(self) -> bool:
-        return self.policy.budget > 0 and self.calls >= self.policy.budget
+    def remaining(self) -> int | None:
+        """Calls left in the budget (None: no budget)."""
+        return self.policy.budget - self.calls if self.policy.budget > 0 else None
+
+    def check_budget(self, n: int) -> None:
+        """Refuse `n` more distinct calls when they would exceed the budget."""
+        if self.policy.budget > 0 and self.calls + n > self.policy.budget:
+            raise BudgetExhausted(f"{n} more reward calls would exceed the budget of {self.policy.budget} "
+                                  f"({self.calls} made)")
+
+    def check_failures(self) -> None:
+        """Stop (RewardFailure) once more than `policy.max_failure_fraction` of the sequences scored failed."""
+        scored = self.calls + self.monitor_calls
+        if scored and self.failures > self.policy.max_failure_fraction * scored:
+            raise RewardFailure(
+                f"reward {self.name!r} failed on {self.failures} of the {scored} sequences scored "
+                f"({self.failures / scored:.0%}), more than reward.max_failure_fraction = "
+                f"{self.policy.max_failure_fraction:g}: the run would train on penalties; fix the reward (its "
+                f"failures are logged) or raise reward.max_failure_fraction")
 
     def __call__(self, seqs: list[str]) -> np.ndarray:
         with self._lock:
@@ -72,6 +107,7 @@ class CountedReward:
     def _call(self, seqs: list[str]) -> np.ndarray:
         todo = list(dict.fromkeys(s for s in seqs if s not in self.cache)) if self.policy.cache else seqs
         if todo:
+            self.check_budget(len(todo))
             start = time.perf_counter()
             values = self._evaluate(todo)
             self.seconds += time.perf_counter() - start
@@ -87,6 +123,7 @@ class CountedReward:
         so the same sequences are not paid for again."""
         seqs = list(seqs)
         with self._lock:
+            self.check_budget(len(seqs))
             self.calls += len(seqs)
             if self.policy.cache:
                 self._remember(seqs, np.asarray(values, dtype=np.float64).reshape(-1).tolist(), paid=False)
@@ -105,6 +142,23 @@ class CountedReward:
             fresh = dict(zip(todo, self._evaluate(todo).tolist())) if todo else {}
             self.monitor_calls += len(todo)
             return np.array([self.cache.get(s, fresh.get(s)) for s in seqs], dtype=np.float64)
+
+    def monitor_table(self, seqs: list[str]) -> dict[str, np.ndarray]:
+        """Per-sequence columns for monitoring: `reward` (as `monitor`) and, for a weighted sum scored in this
+        process, each term as `reward_<term>`; then every distinct sequence is scored term by term (the cache
+        holds totals only) and counted as a monitor call."""
+        if not isinstance(self.reward, WeightedSum):
+            return {"reward": self.monitor(seqs)}
+        unique = list(dict.fromkeys(seqs))
+        with self._lock:
+            try:
+                columns = self.reward.columns(unique, "reward")
+            except Exception:  # the reward is user code: its total goes through the failure policy instead
+                return {"reward": self.monitor(seqs)}
+            self.monitor_calls += len(unique)
+        where = {s: i for i, s in enumerate(unique)}
+        rows = [where[s] for s in seqs]
+        return {k: v[rows] for k, v in columns.items()}
 
     def _evaluate(self, seqs: list[str]) -> np.ndarray:
         try:

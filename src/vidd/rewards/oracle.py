@@ -27,13 +27,15 @@ from torch import nn
 
 from vidd.core import config as cfg
 from vidd.core.alphabets import DNA
-from vidd.core.atomic import atomic_torch_save
 from vidd.data.dhs import CELL_TYPES, SEQUENCE_LENGTH
 from vidd.core.errors import UserError
 from vidd.core.numerics import chunked
+from vidd.core.safefiles import CONFIG_FILE, read_folder, write_folder
 from vidd.rewards.base import DifferentiableReward
 
-FORMAT = "vidd-celltype-oracle-1"
+FORMAT = "vidd-celltype-oracle-2"
+#: `format` of vidd 0.1's pickled `.pt` oracles (converted by `vidd convert-checkpoint`)
+LEGACY_FORMAT = "vidd-celltype-oracle-1"
 PARTITION_SEED = 12345  # fixed: the two halves of the training split must never change
 
 
@@ -282,34 +284,39 @@ def train_oracle(config: OracleConfig, train_seqs: list[str], train_labels, vali
 
 
 def save_classifier(model: CellTypeClassifier, path: str | Path, metrics: dict | None = None) -> None:
-    atomic_torch_save({
+    """A model folder at `path`: config.json (the architecture, cell types, metrics) + model.safetensors."""
+    write_folder(path, {
         "format": FORMAT,
         "config": cfg.to_dict(model.config),
         "cell_types": list(model.cell_types),
         "length": model.length,
-        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
         "metrics": metrics if metrics is not None else getattr(model, "metrics", {}),
-    }, path)
+    }, model.state_dict())
 
 
 def load_classifier(path: str | Path) -> CellTypeClassifier:
+    """The classifier of a folder written by `save_classifier` (its weights checked against their sha256)."""
     path = Path(path)
-    if not path.is_file():
-        raise OracleError(f"oracle checkpoint not found: {path}")
+    if not path.exists():
+        raise OracleError(f"oracle not found: {path}")
+    if not path.is_dir():
+        raise OracleError(f"{path}: an oracle is a folder ({CONFIG_FILE} + model.safetensors); convert a vidd 0.1 "
+                          f"`.pt` oracle once with `vidd convert-checkpoint OLD NEW_DIR --trust-checkpoint`")
+    config, tensors = read_folder(path)
+    return classifier_from_state({**config, "state_dict": tensors}, str(path))
+
+
+def classifier_from_state(payload: dict, where: str) -> CellTypeClassifier:
+    """The classifier a config with its `state_dict` describes (a folder's contents or a vidd 0.1 payload)."""
+    if payload.get("format") not in (FORMAT, LEGACY_FORMAT):
+        raise OracleError(f"{where}: not a cell-type oracle (format {payload.get('format')!r}, expected {FORMAT!r})")
+    config = cfg.from_dict(OracleConfig, payload["config"], where=f"{where}: config")
+    model = CellTypeClassifier(config, payload["cell_types"], payload.get("length"))
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input
-        raise OracleError(f"{path}: not a readable oracle checkpoint ({type(e).__name__}: {e})") from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise OracleError(f"{path}: not a cell-type oracle checkpoint (format {found!r}, expected {FORMAT!r})")
-    config = cfg.from_dict(OracleConfig, ckpt["config"], where=f"{path}: config")
-    model = CellTypeClassifier(config, ckpt["cell_types"], ckpt.get("length"))
-    try:
-        model.load_state_dict(ckpt["state_dict"])
+        model.load_state_dict(payload["state_dict"])
     except RuntimeError as e:
-        raise OracleError(f"{path}: weights do not match the saved config: {e}") from e
-    model.metrics = ckpt.get("metrics", {})
+        raise OracleError(f"{where}: weights do not match the saved config: {e}") from e
+    model.metrics = payload.get("metrics", {})
     model.eval()
     return model
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import math
 import os
 from functools import cached_property
 from pathlib import Path
@@ -26,13 +27,20 @@ import numpy as np
 import torch
 
 from vidd.core import config as cfg
+from vidd.core import plugins
 from vidd.core.config import ConfigError, load_yaml
 from vidd.core.errors import UserError
+from vidd.core.manifest import verify_asset
+from vidd.data.fetch import cache_dir
 from vidd.eval.samples import SampleFormat
+from vidd.eval.tables import DesignCounts, ReportTable
 from vidd.core.alphabets import Alphabet
 from vidd.core.seqio import read_sequences
+from vidd.rewards.base import WeightedSum, as_reward
+from vidd.rewards.counted import CountedReward, RewardPolicy
 
 PRESETS_DIR = Path(__file__).parent / "presets"
+PACKAGE_ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 
 @dataclasses.dataclass
@@ -41,9 +49,18 @@ class NoSettings:
 
 
 def assets_dir() -> Path:
-    """Committed checkpoints: $VIDD_ASSETS, else the repository's assets/ folder."""
+    """The bundled models and oracles: $VIDD_ASSETS, else vidd's package data (src/vidd/assets, installed
+    with the wheel)."""
     env = os.environ.get("VIDD_ASSETS")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "assets"
+    return Path(env) if env else PACKAGE_ASSETS
+
+
+def asset(relative: str) -> Path:
+    """The committed asset (a file or a model folder) at `relative` under `assets_dir()`, verified against
+    src/vidd/assets/MANIFEST.json (each file version once: the result is cached in $VIDD_CACHE)."""
+    path = assets_dir() / relative
+    verify_asset(path, assets_dir(), cache_dir() / "verified-assets.json")
+    return path
 
 
 class Task(SampleFormat):
@@ -62,6 +79,10 @@ class Task(SampleFormat):
     reward_terms: dict[str, float] = {}
     #: the dataclass of the task's settings (config section `task:`; module docstring)
     Settings: type = NoSettings
+    #: denoising steps of the chain whose ELBO is the per-sequence log-likelihood (`per_sequence`)
+    likelihood_steps: int = 32
+    #: the reverse chain of the task's models (`MaskedDiffusion.chain`)
+    chain: str = "masked"
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -70,9 +91,12 @@ class Task(SampleFormat):
 
     @staticmethod
     def get(name: str, reward_terms: dict[str, float] | None = None, settings: dict | None = None) -> "Task":
-        if name not in Task.registry:
-            raise UserError(f"unknown task {name!r}; known tasks: {', '.join(sorted(Task.registry))}")
-        return Task.registry[name](reward_terms, settings)
+        """The task called `name`: built in, or a plug-in's (entry point group `vidd.tasks`)."""
+        cls = plugins.find(Task.registry, plugins.TASKS, name, Task)
+        if cls is None:
+            known = ", ".join(plugins.known(Task.registry, plugins.TASKS))
+            raise UserError(f"unknown task {name!r}; known tasks: {known}")
+        return cls(reward_terms, settings)
 
     def __init__(self, reward_terms: dict[str, float] | None = None, settings: dict | None = None):
         """`reward_terms`: weights of the task's named reward terms (config `reward.terms`); empty or None keeps
@@ -85,19 +109,24 @@ class Task(SampleFormat):
         if unknown:
             raise ConfigError(f"reward.terms: unknown term(s) {unknown} of task {self.name!r}; "
                               f"terms: {sorted(self.reward_terms)}")
-        weights = {k: float(v) for k, v in reward_terms.items()} if reward_terms else dict(self.reward_terms)
-        self.reward_weights = MappingProxyType(weights)
         if settings and not dataclasses.fields(self.Settings):
             raise ConfigError(f"task: task {self.name!r} has no settings, got {sorted(settings)}")
         self.settings = cfg.build(self.Settings, settings or {}, where="task")
+        self.given_terms = MappingProxyType(dict(reward_terms or {}))
+        weights = {k: float(v) for k, v in reward_terms.items()} if reward_terms else self.default_weights()
+        self.reward_weights = MappingProxyType(weights)
+
+    def default_weights(self) -> dict[str, float]:
+        """The reward weights when config `reward.terms` gives none (the settings are known here)."""
+        return dict(self.reward_terms)
 
     def configured(self, reward_terms: dict[str, float] | None = None, settings: dict | None = None) -> "Task":
         """This task with other reward weights and/or settings (given ones replace, the others stay): a new
         object, since a task never changes."""
-        if not reward_terms and not settings:
+        merged = {**cfg.to_dict(self.settings), **(settings or {})}
+        if (not reward_terms or reward_terms == self.given_terms) and merged == cfg.to_dict(self.settings):
             return self
-        return type(self)(reward_terms or dict(self.reward_weights),
-                          {**cfg.to_dict(self.settings), **(settings or {})})
+        return type(self)(reward_terms or dict(self.given_terms), merged)
 
     # ----------------------------------------------------------- presets
     @classmethod
@@ -134,6 +163,18 @@ class Task(SampleFormat):
         """The task's default masked diffusion model."""
         raise NotImplementedError
 
+    def check_model(self, model, where: str) -> None:
+        """A UserError unless `model` generates this task's sequences: the same alphabet, length and chain."""
+        def shape(alphabet, length, chain) -> str:
+            pad = f", padding {alphabet.pad}" if alphabet.pad else ""
+            return f"{alphabet.name} ({alphabet.size} letters{pad}), length {length}, chain {chain}"
+
+        theirs = shape(model.alphabet, model.length, model.chain)
+        needed = shape(self.alphabet, self.length, self.chain)
+        if (model.alphabet.letters, model.alphabet.pad) != (self.alphabet.letters, self.alphabet.pad) or \
+                theirs != needed:
+            raise UserError(f"{where} does not fit task {self.name!r}: the model is {theirs}; the task needs {needed}")
+
     @cached_property
     def likelihood_model(self):
         """The pretrained model that scores naturalness, loaded once per task object."""
@@ -141,7 +182,11 @@ class Task(SampleFormat):
 
     def log_likelihood(self, seqs: list[str], steps: int, samples: int | None, seed: int = 0,
                        batch_size: int = 256) -> np.ndarray:
-        """ELBO of the `steps`-step chain under the pretrained model (nats; `samples` Monte Carlo steps)."""
+        """ELBO of the `steps`-step chain under the pretrained model (nats; `samples` Monte Carlo steps, None:
+        every step)."""
+        if samples is not None and not 1 <= samples <= steps:
+            raise UserError(f"likelihood samples: must lie between 1 and the chain's {steps} steps (0 on the "
+                            f"command line: every step), got {samples}")
         tokens = self.alphabet.encode(seqs, self.length)
         with torch.no_grad():
             return self.likelihood_model.elbo(tokens, steps, samples=samples, batch_size=batch_size,
@@ -168,6 +213,34 @@ class Task(SampleFormat):
     def evaluate(self, seqs: list[str], **options) -> dict:
         """The task's metrics of a set of samples."""
         raise NotImplementedError
+
+    def per_sequence(self, seqs: list[str], reward: CountedReward | None = None, likelihood_samples: int | None = 16,
+                     seed: int = 0) -> dict[str, list]:
+        """One row per design, as columns (docs/metrics.md): `sequence`, the training reward `reward`, the
+        evaluation reward `eval_reward` (each with its terms, `reward_<term>`, when it is a weighted sum) and
+        `log_likelihood`, the ELBO under the pretrained model (`likelihood_steps` steps, `likelihood_samples`
+        Monte Carlo steps; None: all). `reward`: the run's counted training reward, whose cache answers the
+        sequences it scored and which counts the others as monitor calls (default: a fresh one that shows a
+        sequence the reward fails on as NaN)."""
+        reward = reward or CountedReward(self.training_reward(), RewardPolicy(on_failure="penalty", penalty=math.nan))
+        columns = {"sequence": list(seqs), **reward.monitor_table(seqs)}
+        evaluation = self.evaluation_reward
+        if isinstance(evaluation, WeightedSum):
+            columns.update(evaluation.columns(seqs, "eval_reward"))
+        elif evaluation is not None:
+            columns["eval_reward"] = as_reward(evaluation)(seqs)
+        steps = self.likelihood_steps
+        samples = likelihood_samples and min(likelihood_samples, steps)
+        columns["log_likelihood"] = self.log_likelihood(seqs, steps, samples, seed)
+        return columns
+
+    def report_tables(self, seqs: list[str]) -> list[ReportTable]:
+        """Tables of a run's report, made from its final samples: the most common samples with their counts."""
+        return [DesignCounts(seqs).table()]
+
+    def oracle_input(self, seqs: list[str], oracle) -> list[str]:
+        """What an assay oracle reads of each sample of this task (`vidd oracle-predict --run`): the sample."""
+        return seqs
 
     def read_samples(self, path) -> list[str]:
         return read_sequences(path, self.alphabet, self.length)

@@ -21,12 +21,13 @@ from vidd.eval import metrics
 from vidd.eval.markov import MarkovChain
 from vidd.rewards.motifs import MotifScanner
 from vidd.rewards.oracle import CellTypeOracleReward
-from vidd.tasks.base import Task, assets_dir
+from vidd.tasks.base import Task, asset
 
 class DHSHepG2(Task):
     name = "dhs-hepg2"
     alphabet = DNA
     length = SEQUENCE_LENGTH
+    likelihood_steps = 128
     table_metrics = ("pred_activity_median", "hepg2_acc", "kmer3_corr", "jaspar_corr", "log_likelihood_median",
                      "diversity", "uniqueness")
     tradeoff_metrics = ("diversity", "kmer3_corr")
@@ -35,15 +36,11 @@ class DHSHepG2(Task):
         data = load_dhs()
         return data["train"].sequences, data["valid"].sequences
 
-    @property
-    def folder(self):
-        return assets_dir() / self.name
-
     def pretrained_model(self) -> MaskedDiffusion:
-        return MaskedDiffusion.load(self.folder / "pretrained.pt")
+        return MaskedDiffusion.from_pretrained(asset(f"{self.name}/pretrained"))
 
     def _oracle(self, which: str):
-        return CellTypeOracleReward(self.folder / f"oracle-{which}.pt", target="HepG2")
+        return CellTypeOracleReward(asset(f"{self.name}/oracle-{which}"), target="HepG2")
 
     def training_reward(self):
         """HepG2 log-odds of the training oracle."""
@@ -84,6 +81,10 @@ class DHSHepG2(Task):
             "uniqueness": metrics.uniqueness(seqs),
             "n": len(seqs),
         }
+
+    def sample_metrics(self, seqs: list[str]) -> dict[str, float]:
+        """3-mer correlation with the reference set, for every evaluation during training."""
+        return {"kmer3_corr": metrics.kmer_corr(seqs, self.reference, k=3)}
 
     def model_report(self, model: MaskedDiffusion, n_samples: int = 1000, steps: int = 128,
                      elbo_draws: int = 4, seed: int = 0) -> dict:

@@ -21,22 +21,19 @@ from vidd.diffusion.masked import MaskedDiffusion
 from vidd.eval.metrics import finite_median
 from vidd.rewards.chem import DockingConfig, DockingReward, QEDReward
 from vidd.rewards.executors import ExecutorConfig, ParallelReward
-from vidd.tasks.base import Task, assets_dir
+from vidd.tasks.base import Task, asset
 
 #: MOSES molecules the pretrained model saw (a seeded subset; see docs/tasks/molecules.md)
 PRETRAIN_MOLECULES = 200_000
 VALID_MOLECULES = 2_000
 #: SELFIES positions; longer molecules are left out of pretraining (none in the subset)
 MAX_TOKENS = 56
+PRETRAINED = "moses/pretrained"  # the model folder under assets/
 
 class MoleculeTask(Task):
     length = MAX_TOKENS
     sample_suffix = ".smi"
     tradeoff_metrics = ("int_div", "nll_median")
-
-    @property
-    def folder(self):
-        return assets_dir() / "moses"
 
     def _corpus(self) -> tuple[list[str], list[str]]:
         sf = require("selfies")
@@ -50,14 +47,14 @@ class MoleculeTask(Task):
         return selfies_alphabet(train)
 
     def pretrained_model(self):
-        return MaskedDiffusion.load(self.folder / "pretrained.pt")
+        return MaskedDiffusion.from_pretrained(asset(PRETRAINED))
 
     @cached_property
     def alphabet(self):
         """The pretrained model's SELFIES vocabulary (plus the `[nop]` padding token)."""
         alphabet = self.likelihood_model.alphabet
         if alphabet.pad != PAD:
-            raise ValueError(f"{self.folder / 'pretrained.pt'} is not a SELFIES model (pad {alphabet.pad!r})")
+            raise ValueError(f"{asset(PRETRAINED)} is not a SELFIES model (pad {alphabet.pad!r})")
         return alphabet
 
     # ------------------------------------------------------------ samples
@@ -67,14 +64,24 @@ class MoleculeTask(Task):
             self.alphabet.validate(s, self.length, where=f"{path}: molecule {i}")
         return seqs
 
-    def write_samples(self, path, seqs: list[str]) -> None:
+    def write_samples(self, path, seqs: list[str], scores: dict[str, list] | None = None) -> None:
+        """SMILES, QED, SA, `scores` and the SELFIES, one molecule a line."""
         smiles = decode_all(seqs)
+        write_smi(path, smiles, {**self._properties(smiles), **(scores or {}), "SELFIES": [s or PAD for s in seqs]})
+
+    @staticmethod
+    def _properties(smiles: list[str | None]) -> dict[str, list[float]]:
+        """QED and SA of each molecule (NaN for no valid molecule)."""
         mols = [mol_from_smiles(s) if s else None for s in smiles]
-        write_smi(path, smiles, {
-            "QED": [qed(m) if m else float("nan") for m in mols],
-            "SA": [sa_score(m) if m else float("nan") for m in mols],
-            "SELFIES": [s or PAD for s in seqs],
-        })
+        return {"QED": [qed(m) if m else float("nan") for m in mols],
+                "SA": [sa_score(m) if m else float("nan") for m in mols]}
+
+    def per_sequence(self, seqs: list[str], reward=None, likelihood_samples: int | None = 8, seed: int = 0) -> dict:
+        """The default columns (`sequence` is the SELFIES) with the molecule's `smiles` (`*`: none), QED and SA."""
+        columns = super().per_sequence(seqs, reward, likelihood_samples, seed)
+        smiles = decode_all(seqs)
+        return {"sequence": columns.pop("sequence"), "smiles": [s or "*" for s in smiles], **self._properties(smiles),
+                **columns}
 
     def diversity(self, seqs: list[str]) -> float:
         """Internal diversity (1 - mean Tanimoto, Morgan r=2) of the valid molecules."""

@@ -66,6 +66,7 @@ class ProteinDesign(Task):
     that do not depend on the reward."""
 
     alphabet = PROTEIN
+    chain = "order-agnostic"
     Settings = PriorSettings
 
     @property
@@ -91,7 +92,7 @@ class ProteinDesign(Task):
         for i, s in enumerate(seqs, start=1):
             self.alphabet.validate(s, self.length, where=f"sample {i}")
 
-    def sample_metrics(self, seqs: list[str], likelihood_samples: int | None, seed: int) -> dict:
+    def prior_metrics(self, seqs: list[str], likelihood_samples: int | None, seed: int) -> dict:
         """Naturalness (ELBO under the prior of the chain with one residue per step), diversity, uniqueness."""
         steps = self.length
         elbo = self.log_likelihood(seqs, steps, likelihood_samples and min(likelihood_samples, steps), seed,
@@ -145,7 +146,7 @@ class ProteinSS(ProteinDesign):
         out.update({f"{structure}_fraction_{assigner}": float(v.mean())
                     for (structure, assigner), v in fractions.items()})
         out["plddt_mean"] = float(np.mean([f.plddt for f in folds]))
-        return {**out, **self.sample_metrics(seqs, likelihood_samples, seed)}
+        return {**out, **self.prior_metrics(seqs, likelihood_samples, seed)}
 
 
 # ------------------------------------------------------------------ protein-binder
@@ -194,4 +195,4 @@ class ProteinBinder(ProteinDesign):
         total = reward.combine(parts)
         out = {"reward_median": metrics.finite_median(total), "reward_mean": float(np.mean(total))}
         out.update({f"{k}_mean": float(np.mean(v)) for k, v in parts.items()})
-        return {**out, **self.sample_metrics(seqs, likelihood_samples, seed)}
+        return {**out, **self.prior_metrics(seqs, likelihood_samples, seed)}

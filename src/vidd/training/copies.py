@@ -145,13 +145,15 @@ class ModelCopies:
         return norm
 
     # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict:
-        """What a trainer checkpoint holds of the models: both full copies (full), both adapter sets (lora)."""
+    def state_dict(self, metadata: dict) -> dict:
+        """What a trainer checkpoint holds of the models: the student's spec with `metadata` (its provenance) and
+        both full copies (full), or both adapter sets (lora: the base is the task's model, rebuilt on resume)."""
+        model = {**self.student.spec(), "metadata": metadata}
         if self.config.finetune == "lora":
-            state = {"adapters": {"student": adapter_state(self.student), "rollout": adapter_state(self.rollout)}}
+            state = {"model": model,
+                     "adapters": {"student": adapter_state(self.student), "rollout": adapter_state(self.rollout)}}
         else:
-            state = {"model": {**self.student.spec(), "state_dict": self.student.state_dict()},
-                     "rollout": self.rollout.state_dict()}
+            state = {"model": {**model, "state_dict": self.student.state_dict()}, "rollout": self.rollout.state_dict()}
         if self.scaler is not None:
             state["grad_scaler"] = self.scaler.state_dict()
         return state

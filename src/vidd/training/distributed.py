@@ -29,6 +29,13 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def process_rank() -> int:
+    """This process's rank: the initialised process group's, else torchrun's RANK, else 0 (the main process)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0"))
+
+
 @dataclass
 class ProcessGroup:
     world: int = 1

@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 
 from vidd.core.config import ConfigError, option
-from vidd.diffusion.masked import Trajectory
+from vidd.diffusion.masked import MaskedDiffusion, Trajectory
 from vidd.training.context import Context
 
 
@@ -51,25 +51,31 @@ class RollIn:
         self.buffer: list[torch.Tensor] = []  # (T+1, L) state sequences, on the CPU
         self.fresh: dict[int, torch.Tensor] = {}  # this iteration's fresh roll-ins by chunk, (T+1, n, L)
 
-    def sample(self, ctx: Context, n: int) -> Trajectory:
+    def sample(self, ctx: Context, n: int) -> tuple[Trajectory, list[MaskedDiffusion | None]]:
+        """n roll-in trajectories, and for each the model that drew it in this call (None: replayed). The
+        trajectory's `x0_hat` holds the drawing model's argmax completions (-1 for replayed ones)."""
         cfg = self.config
-        n_replay = min(len(self.buffer), round(cfg.replay_fraction * n)) if cfg.replay_size else 0
+        n_replay = min(len(self.buffer), round(cfg.replay_fraction * n), n - 1) if cfg.replay_size else 0
         n_fresh = n - n_replay
         beta = cfg.beta_at(ctx.iteration, ctx.total_iterations)
         n_exploit = int(torch.binomial(torch.tensor(float(n_fresh)), torch.tensor(beta), generator=ctx.generator))
-        parts = []
+        parts, drawn_by = [], []
         with ctx.timed("rollin"):
             for model, count in ((ctx.model(cfg.source), n_exploit), (ctx.pretrained, n_fresh - n_exploit)):
                 if count:
                     parts.append(model.sample(count, ctx.steps, ctx.generator, record=True))
+                    drawn_by += [model] * count
         states = torch.cat([p.states for p in parts], dim=1)
+        x0_hat = torch.cat([p.x0_hat for p in parts], dim=1)
         if n_replay:
             pick = torch.randperm(len(self.buffer), generator=ctx.generator)[:n_replay]
             replayed = torch.stack([self.buffer[i] for i in pick.tolist()], dim=1).to(states.device)
             states = torch.cat([states, replayed], dim=1)
+            x0_hat = torch.cat([x0_hat, torch.full_like(replayed[1:], -1)], dim=1)
+            drawn_by += [None] * n_replay
         if cfg.replay_size:
             self.fresh[ctx.chunk] = states[:, :n_fresh].cpu()
-        return Trajectory(states, parts[0].times, parts[0].mask_probs)
+        return Trajectory(states, parts[0].times, parts[0].mask_probs, x0_hat), drawn_by
 
     def commit(self, fresh: dict[int, torch.Tensor]) -> None:
         """Append an iteration's fresh roll-ins (of every process) to the replay buffer, in chunk order."""

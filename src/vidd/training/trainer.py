@@ -17,11 +17,12 @@ from tqdm.auto import tqdm
 
 from vidd.core.config import to_dict
 from vidd.core.runfolder import RunFolder
+from vidd.core.version import __version__
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.eval.metrics import finite_median
-from vidd.eval.samples import SampleFormat
+from vidd.eval.samples import SampleFormat, sample_scores
 from vidd.rewards.base import Reward, as_reward
-from vidd.rewards.counted import CountedReward
+from vidd.rewards.counted import BudgetExhausted, CountedReward
 from vidd.training.callbacks import Callback
 from vidd.training.config import FinetuneConfig
 from vidd.training.context import Context
@@ -55,8 +56,10 @@ class Trainer:
     def __init__(self, config: FinetuneConfig, pretrained: MaskedDiffusion, reward,
                  eval_reward: Reward | None = None, folder: RunFolder | None = None,
                  final_evaluator: Callable[[list[str]], dict] | None = None, log=print,
-                 samples: SampleFormat | None = None, callbacks: list[Callback] = ()):
+                 samples: SampleFormat | None = None, callbacks: list[Callback] = (),
+                 final_table: Callable[[list[str], CountedReward], dict] | None = None, task: str = ""):
         self.config = config
+        self.task = task  # recorded in the fine-tuned model's provenance
         config.check_world(world_size())
         self.group = ProcessGroup.join(config.distributed_backend, config.device)
         self.device = self.group.device
@@ -64,6 +67,7 @@ class Trainer:
         self.folder = folder
         self.log = log if self.group.main else (lambda *args, **kwargs: None)
         self.final_evaluator = final_evaluator
+        self.final_table = final_table  # one row per final sample (Task.per_sequence), samples/final.tsv
         self.callbacks = list(callbacks) if self.group.main else []
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -71,7 +75,8 @@ class Trainer:
         self.group.broadcast_module(pretrained)  # every process starts from the main process's weights
         for p in pretrained.parameters():
             p.requires_grad_(False)
-        self.copies = ModelCopies(pretrained, config.model, config.seed)
+        self.base_model = {"sha256": pretrained.weights_sha256(), "metadata": pretrained.metadata}
+        self.copies = ModelCopies(pretrained, config.model, config.seed)  # after the hash: it may cast `pretrained`
         self.ctx = Context(self.copies.student, self.copies.rollout, pretrained, CountedReward(reward, config.reward),
                            torch.Generator().manual_seed(config.seed), config.steps,
                            total_iterations=config.iterations)
@@ -93,44 +98,65 @@ class Trainer:
 
     def _run(self, resume: bool) -> FinetuneResult:
         cfg, ctx, group = self.config, self.ctx, self.group
-        if self.folder:
-            group.on_main(lambda: self._prepare_folder(resume))
-            if resume:
-                self._resume()
+        if self.folder and resume:
+            self._resume()
         self.log("derived: " + ", ".join(f"{k} = {v}" for k, v in cfg.derived(group.world).items()))
         total = None if cfg.reward.budget else cfg.iterations  # a budget ends the run at an unknown iteration
         bar = tqdm(total=total, initial=ctx.iteration, desc=f"finetune {cfg.method.name}", mininterval=1.0,
                    disable=not group.main)
-        while ctx.iteration < cfg.iterations and not ctx.reward.exhausted:
+        trajectories = self._trajectories()
+        budget_stop = trajectories == 0
+        while ctx.iteration < cfg.iterations and trajectories:
             start = time.perf_counter()
             ctx.seconds.clear()
-            row = self._iteration()
-            last = ctx.iteration + 1 == cfg.iterations or ctx.reward.exhausted
-            if (cfg.eval_every and (ctx.iteration + 1) % cfg.eval_every == 0) or last:
+            calls_before = ctx.reward.calls
+            try:
+                row = self._iteration(trajectories)
+            except BudgetExhausted:  # a method made more calls than its `reward_calls` bound: drop the iteration
+                self.optimizer.zero_grad(set_to_none=True)
+                ctx.student.eval()
+                budget_stop = True
+                break
+            trajectories = self._trajectories()
+            idle = self._idle_iterations(ctx.reward.calls == calls_before)
+            last = ctx.iteration + 1 == cfg.iterations or trajectories == 0 or idle
+            budget_stop = trajectories == 0
+            crossed = any(calls_before < c <= ctx.reward.calls for c in cfg.eval_at_calls)
+            if (cfg.eval_every and (ctx.iteration + 1) % cfg.eval_every == 0) or crossed or last:
                 evaluation, ctx.reward.monitor_calls = group.on_main(
                     lambda: (self._evaluate(), ctx.reward.monitor_calls))
                 row.update(evaluation)
                 self._notify("on_evaluation", {"iteration": ctx.iteration + 1, **evaluation})
             self.method.end_of_iteration(ctx)
             ctx.iteration += 1
-            self.wall_seconds += time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            self.wall_seconds += elapsed
+            previous = self.metrics[-1] if self.metrics else {}
             row.update({f"seconds_{p}": ctx.seconds.get(p, 0.0) for p in PHASES})
             row.update(reward_calls=ctx.reward.calls, monitor_reward_calls=ctx.reward.monitor_calls,
                        reward_failures=ctx.reward.failures,
-                       wall_seconds=self.wall_seconds, iteration_seconds=time.perf_counter() - start)
+                       wall_seconds=self.wall_seconds, iteration_seconds=time.perf_counter() - start,
+                       train_seconds=previous.get("train_seconds", 0.0) + elapsed - ctx.seconds.get("eval", 0.0),
+                       updates=previous.get("updates", ctx.iteration - 1) + row.pop("optimiser_steps"))
             self.metrics.append(row)
             if self.folder:
                 checkpoint = ctx.iteration % cfg.checkpoint_every == 0 or last
                 group.on_main(lambda: self._write_iteration(row, checkpoint))
             self._notify("on_iteration_end", row)
+            group.on_main(ctx.reward.check_failures)  # every process stops when the main one does
             bar.update(1)
             bar.set_postfix({k: f"{row[v]:.3g}" for k, v in (
                 ("reward", "reward_median"), ("eval", "eval_reward_median"), ("div", "eval_diversity"),
                 ("calls", "reward_calls"), ("s/it", "iteration_seconds")) if row.get(v) is not None})
+            if idle:
+                self.log(f"stopped: {cfg.stop_after_idle} iterations in a row made no new reward call")
+                break
         bar.close()
-        if ctx.reward.exhausted:
-            self.log(f"stopped: reward budget of {cfg.reward.budget} calls reached after {ctx.iteration} iterations")
+        if budget_stop:
+            self.log(f"stopped: {ctx.reward.calls} of the reward budget of {cfg.reward.budget} calls made after "
+                     f"{ctx.iteration} iterations (another would exceed it)")
         model = self.copies.final_model()
+        model.metadata = self.provenance()
         result = FinetuneResult(model, self.metrics, self.folder.path if self.folder else None, ctx.reward.calls)
         if self.folder:
             group.on_main(lambda: self._finish(model))
@@ -141,34 +167,47 @@ class Trainer:
         for callback in self.callbacks:
             getattr(callback, hook)(self, payload)
 
-    def _collect(self, chunk: int):
-        """Collect one chunk on a copy of the context holding the chunk's own generator and timers (the
-        models, the reward and the iteration are shared), so chunks may run in two threads (`overlap`)."""
+    def _idle_iterations(self, idle_now: bool) -> bool:
+        """Whether this iteration (idle_now: it made no new reward call) is the `stop_after_idle`-th idle one in a
+        row, judged from the logged rows (so a resumed run counts alike): the last n rows hold the same calls."""
+        n, calls = self.config.stop_after_idle, self.ctx.reward.calls
+        rows = self.metrics[-n:] if n else []
+        return idle_now and n > 0 and len(rows) == n and all(r["reward_calls"] == calls for r in rows)
+
+    def _trajectories(self) -> int:
+        """Roll-in trajectories per accumulation chunk for the next iteration: `batch_size`, or fewer when the
+        method's most reward calls (`reward_calls`) for that many would exceed what is left of the budget (the
+        last collection is trimmed); 0 when not even one trajectory per chunk fits."""
+        cfg, left = self.config, self.ctx.reward.remaining
+        method = cfg.method
+        for n in range(cfg.batch_size, 0, -1):
+            trajectories = n * cfg.accumulation
+            if left is None or method.reward_calls(trajectories, method.training_states(trajectories, cfg.steps)) <= left:
+                return n
+        return 0
+
+    def _collect(self, chunk: int, n: int):
+        """Collect one chunk of n trajectories on a copy of the context holding the chunk's own generator and
+        timers (the models, the reward and the iteration are shared), so chunks may run in two threads
+        (`overlap`)."""
         ctx = dataclasses.replace(self.ctx, chunk=chunk, generator=chunk_generator(self.config.seed,
                                   self.ctx.iteration, chunk), seconds=defaultdict(float))
-        batch = self.method.collect(ctx, self.config.batch_size)
+        batch = self.method.collect(ctx, n)
         for phase, seconds in ctx.seconds.items():
             self.ctx.seconds[phase] += seconds
         return batch
 
-    def _collect_chunks(self, chunks: list[int]) -> dict:
+    def _collect_chunks(self, chunks: list[int], n: int) -> dict:
         if not (self.config.overlap and len(chunks) > 1):
-            return {j: self._collect(j) for j in chunks}
+            return {j: self._collect(j, n) for j in chunks}
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="vidd-collect") as pool:
-            futures = {j: pool.submit(self._collect, j) for j in chunks}
+            futures = {j: pool.submit(self._collect, j, n) for j in chunks}
             return {j: f.result() for j, f in futures.items()}
 
-    def _iteration(self) -> dict:
-        """One optimiser step. This process collects chunks rank, rank + world, ... of the `accumulation`
-        chunks; the losses are normalised by the global number of examples and the gradients summed over
-        the processes, so the step is the single-process one. The logged statistics are computed on every
-        chunk's gathered results in chunk order."""
-        cfg, ctx, group, reward = self.config, self.ctx, self.group, self.ctx.reward
-        calls, failures = reward.calls, reward.failures
-        ctx.student.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        batches = self._collect_chunks(list(range(group.rank, cfg.accumulation, group.world)))
-        total = group.sum(sum(b.size for b in batches.values()))
+    def _optimiser_step(self, batches: dict, total: int) -> tuple[dict[int, list[float]], float]:
+        """Back-propagate the loss of every collected example and take one optimiser step: the loss per
+        chunk (one number per loss chunk) and the gradient norm before clipping."""
+        cfg, ctx, group = self.config, self.ctx, self.group
         losses: dict[int, list[float]] = {j: [] for j in batches}
         with ctx.timed("backward"):
             for j, batch in batches.items():
@@ -179,29 +218,57 @@ class Trainer:
                     losses[j].append(loss.item())
             group.sum_gradients(self.copies.trainable_parameters())
             grad_norm = self.copies.clip_and_step(self.optimizer, cfg.grad_clip) if total else 0.0
+        return losses, grad_norm
+
+    def _iteration(self, n: int) -> dict:
+        """Collect n trajectories per chunk, then take the method's `inner_steps` optimiser steps on them. This
+        process collects chunks rank, rank + world, ... of the `accumulation` chunks; the losses are normalised
+        by the global number of examples and the gradients summed over the processes, so a step is the
+        single-process one. The logged statistics are computed on every chunk's gathered results in chunk
+        order; `loss` and `grad_norm` are those of the first step."""
+        cfg, ctx, group, reward = self.config, self.ctx, self.group, self.ctx.reward
+        calls, failures, monitor = reward.calls, reward.failures, reward.monitor_calls
+        ctx.student.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        batches = self._collect_chunks(list(range(group.rank, cfg.accumulation, group.world)), n)
+        total = group.sum(sum(b.size for b in batches.values()))
+        steps = self.method.inner_steps
+        trained = self.copies.trainable_parameters()
+        start = [p.detach().clone() for p in trained] if steps > 1 else None
+        losses, grad_norm = self._optimiser_step(batches, total)
+        last_losses = losses
+        for _ in range(steps - 1):
+            self.optimizer.zero_grad(set_to_none=True)
+            last_losses, _ = self._optimiser_step(batches, total)
         ctx.student.eval()
         finals = {j: b.finals.cpu() for j, b in batches.items()}
         rewards: dict[int, np.ndarray] = {}
-        if cfg.log_rollin_reward:
-            r = ctx.rewards(torch.cat(list(finals.values())))
+        if cfg.log_rollin_reward:  # free where training calls scored these samples, else monitor calls
+            r = reward.monitor(ctx.student.alphabet.decode(torch.cat(list(finals.values()))))
             rewards = dict(zip(finals, np.split(r, np.cumsum([len(f) for f in finals.values()])[:-1])))
         parts = group.gather({
-            "chunks": {j: {"stats": batches[j].stats, "losses": losses[j], "finals": finals[j],
-                           "rewards": rewards.get(j)} for j in batches},
+            "chunks": {j: {"stats": batches[j].stats, "losses": losses[j], "last_losses": last_losses[j],
+                           "finals": finals[j], "rewards": rewards.get(j)} for j in batches},
             "state": self.method.chunk_state(),
             "calls": reward.calls - calls, "failures": reward.failures - failures, "journal": reward.journal or {},
+            "monitor": reward.monitor_calls - monitor,
         })
         if group.world > 1:
             merge_reward_accounting(reward, parts, calls, failures)
+            reward.monitor_calls = monitor + sum(p["monitor"] for p in parts)
         self.method.merge_chunk_state({j: v for part in parts for j, v in part["state"].items()})
         chunks = [c for _, c in sorted((j, c) for part in parts for j, c in part["chunks"].items())]
         row: dict = {"iteration": ctx.iteration + 1, "loss": sum((x for c in chunks for x in c["losses"]), 0.0),
-                     "grad_norm": grad_norm}
+                     "grad_norm": grad_norm, "optimiser_steps": steps if total else 0}
+        if steps > 1:  # how far the steps on this one batch moved the student
+            row["loss_last_step"] = sum((x for c in chunks for x in c["last_losses"]), 0.0)
+            moved = sum(float((p.detach() - p0).pow(2).sum()) for p, p0 in zip(trained, start))
+            row["student_shift"] = (moved / max(sum(float(p0.pow(2).sum()) for p0 in start), 1e-30)) ** 0.5
         for key in chunks[0]["stats"]:
             vals = [c["stats"][key] for c in chunks if not math.isnan(c["stats"][key])]
             row[key] = float(np.mean(vals)) if vals else None
         seqs = ctx.student.alphabet.decode(torch.cat([c["finals"] for c in chunks]))
-        row["rollin_diversity"] = self.samples.diversity(seqs)
+        row["rollin_diversity"] = self.samples.diversity(seqs) if len(seqs) > 1 else None  # a trimmed last batch
         if cfg.log_rollin_reward:
             r = np.concatenate([c["rewards"] for c in chunks])
             row.update(reward_median=float(np.median(r)), reward_mean=float(r.mean()), reward_std=float(r.std()))
@@ -222,49 +289,57 @@ class Trainer:
             row = {"eval_train_reward_median": float(np.median(train_r)), "eval_diversity": self.samples.diversity(seqs),
                    "eval_uniqueness": len(set(seqs)) / len(seqs), "eval_loglik_median": float(np.median(loglik)),
                    "eval_kl_to_pretrained": kl}
+            row.update({f"eval_{k}": v for k, v in self.samples.sample_metrics(seqs).items()})
             if self.eval_reward is not None:
                 row["eval_reward_median"] = finite_median(self.eval_reward(seqs))
             if self.folder:
                 self._write_samples(f"iter_{ctx.iteration + 1:05d}", seqs)
         return row
 
-    def _write_samples(self, stem: str, seqs: list[str]) -> None:
-        self.samples.write_samples(self.folder.samples_file(stem, self.samples.sample_suffix), seqs)
+    def _write_samples(self, stem: str, seqs: list[str], scores: dict[str, list] | None = None) -> None:
+        self.samples.write_samples(self.folder.samples_file(stem, self.samples.sample_suffix), seqs, scores)
 
     def _kl_to_pretrained(self, traj) -> float:
         """Monte Carlo KL(p_theta || p_pre) of the whole chain: the sum over steps of the log-ratio of
-        transitions (the reveal/stay constants are shared by both models and cancel)."""
+        transitions (the reveal/stay constants are shared by both models and cancel). The student's side is
+        the sampler's own (`traj.step_log_probs`)."""
         ctx, total = self.ctx, torch.zeros(traj.states.shape[1], dtype=torch.float64)
         for k in range(traj.steps):
             x, nxt, t = traj.states[k], traj.states[k + 1], traj.times[k].float()
-            total += (ctx.student.revealed_log_prob(x, nxt, ctx.student.denoise(x, t))
+            total += (traj.step_log_probs[k]
                       - ctx.pretrained.revealed_log_prob(x, nxt, ctx.pretrained.denoise(x, t))).double().cpu()
         return float(total.mean())
 
     def _finish(self, model: MaskedDiffusion) -> None:
-        model.save(self.folder.student_checkpoint)
+        model.save_pretrained(self.folder.student_checkpoint)
         self._final_eval()
 
     def _final_eval(self) -> None:
         gen = torch.Generator().manual_seed(self.config.seed + 7)
         n = self.config.final_samples
         seqs = self.ctx.student.alphabet.decode(self.ctx.student.sample(n, self.config.steps, gen).cpu())
-        self._write_samples("final", seqs)
+        reward, monitor_calls = self.ctx.reward, self.ctx.reward.monitor_calls
+        table = self.final_table(seqs, reward) if self.final_table else {}
+        self._write_samples("final", seqs, sample_scores(table))
+        if table:
+            self.folder.write_final_table(table)
         report = dict(self.final_evaluator(seqs)) if self.final_evaluator else {}
         if not report and self.eval_reward is not None:
             report["eval_reward_median"] = finite_median(self.eval_reward(seqs))
-        report.update(n=len(seqs), reward_calls=self.ctx.reward.calls,
-                      monitor_reward_calls=self.ctx.reward.monitor_calls, wall_seconds=self.wall_seconds,
-                      iterations=self.ctx.iteration)
+        report.update(n=len(seqs), reward_calls=reward.calls, monitor_reward_calls=monitor_calls,
+                      wall_seconds=self.wall_seconds, iterations=self.ctx.iteration)
+        if table:
+            report["final_table_reward_calls"] = reward.monitor_calls - monitor_calls
         self.folder.write_final_eval(report)
 
     # ----------------------------------------------------- run folder / resume
-    def _prepare_folder(self, resume: bool) -> None:
-        """Main process: check the folder (resume) or create it (new run)."""
-        if resume:
-            self.folder.check_resumable()
-        else:
-            self.folder.create(to_dict(self.config))
+    def provenance(self) -> dict:
+        """What the student is (its metadata in checkpoints and in the fine-tuned model): the base model (the
+        sha256 of its weights and its own metadata), task, method, full config, iteration, reward calls and
+        vidd version."""
+        return {"base_model": self.base_model, "task": self.task, "method": self.config.method.name,
+                "config": to_dict(self.config), "iteration": self.ctx.iteration,
+                "reward_calls": self.ctx.reward.calls, "vidd_version": __version__}
 
     def _resume(self) -> None:
         """Every process: continue from the checkpoint; the main process drops metric rows past it."""
@@ -282,7 +357,7 @@ class Trainer:
     def _save_checkpoint(self) -> None:
         ctx = self.ctx
         self.folder.save_checkpoint({
-            **self.copies.state_dict(),
+            **self.copies.state_dict(metadata=self.provenance()),
             "optimizer": self.optimizer.state_dict(),
             "iteration": ctx.iteration,
             "reward": ctx.reward.state_dict(),

@@ -78,7 +78,7 @@ def test_finetuning_baselines_raise_the_exact_expected_reward(method, gain):
 @pytest.mark.parametrize("cache", [True, False])
 def test_reward_accounting_is_exact(method, cache):
     """Every sequence the reward function receives (and every one-hot row DRAKES scores) is counted,
-    with or without the cache; without it a budget of 60 calls stops training."""
+    with or without the cache; without it a budget of 60 calls stops training, never overshot."""
     reward = GCount()
     over = {"iterations": 6 if cache else 40, "batch_size": 8, "eval_every": 2, "log_rollin_reward": True,
             "reward": {"cache": cache, "budget": 0 if cache else 60}}
@@ -87,9 +87,9 @@ def test_reward_accounting_is_exact(method, cache):
     monitor = result.metrics[-1]["monitor_reward_calls"]
     assert monitor > 0
     assert result.reward_calls + monitor == len(reward.sent) + reward.onehot_rows
-    assert reward.onehot_rows == (8 * len(result.metrics) if method == "drakes" else 0)
+    assert reward.onehot_rows == (result.reward_calls if method == "drakes" else 0)
     if not cache:
-        assert 60 <= result.reward_calls and len(result.metrics) < 40
+        assert result.reward_calls <= 60 and len(result.metrics) < 40
 
 
 def test_derived_works_for_every_method():

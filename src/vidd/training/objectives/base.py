@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from vidd.core import plugins
 from vidd.core.config import ConfigError, option
 from vidd.training.context import Context
 from vidd.training.copies import copy_student_to_rollout
 from vidd.training.rollin import RollIn
+from vidd.training.value import ValueEstimator
 
 
 @dataclass
@@ -75,6 +77,9 @@ class Method:
     registry: dict[str, type["Method"]] = {}
     #: trains a model (False for inference-time methods such as Best-of-N)
     trains: bool = True
+    #: back-propagates the reward through relaxed one-hot samples: needs a DifferentiableReward called in this
+    #: process and a backbone that takes relaxed input (checked before a run starts)
+    differentiates_samples: bool = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -85,9 +90,12 @@ class Method:
 
     @staticmethod
     def lookup(name: str) -> type["Method"]:
-        if name not in Method.registry:
-            raise ConfigError(f"method: unknown method {name!r}; known: {sorted(Method.registry)}")
-        return Method.registry[name]
+        """The method called `name`: built in, or a plug-in's (entry point group `vidd.methods`)."""
+        method = plugins.find(Method.registry, plugins.METHODS, name, Method)
+        if method is None:
+            known = plugins.known(Method.registry, plugins.METHODS)
+            raise ConfigError(f"method: unknown method {name!r}; known: {known}")
+        return method
 
     def __init__(self, config):
         self.config = config
@@ -100,6 +108,11 @@ class Method:
 
     def end_of_iteration(self, ctx: Context) -> None:
         pass
+
+    @property
+    def inner_steps(self) -> int:
+        """Optimiser steps the trainer takes on each iteration's collected batches."""
+        return getattr(self.config, "inner_steps", 1)
 
     def chunk_state(self) -> dict:
         """What this process's `collect` calls of the iteration keep for later iterations, by chunk index
@@ -160,12 +173,13 @@ class RollInMethod(Method):
         super().__init__(config)
         self.rollin = RollIn(config.rollin)
 
-    def states_and_endpoints(self, ctx: Context, n: int, per_trajectory: int):
+    def states_and_endpoints(self, ctx: Context, n: int, per_trajectory: int, value: ValueEstimator):
         """Roll in n trajectories; return their masked training states x_t with times t, each state's
-        own clean endpoint x_0 and the training reward r(x_0), and the trajectories."""
-        traj = self.rollin.sample(ctx, n)
-        b, _, x_t, t = masked_states(ctx, traj, per_trajectory)
-        return x_t, t, traj.final[b], ctx.rewards(traj.final)[b.numpy()], traj
+        own clean endpoint x_0, the training reward r(x_0), the value v(x_t) and the trajectories."""
+        traj, drawn_by = self.rollin.sample(ctx, n)
+        b, k, x_t, t = masked_states(ctx, traj, per_trajectory)
+        r0 = ctx.rewards(traj.final)[b.numpy()]
+        return x_t, t, traj.final[b], r0, value(ctx, x_t, t, value.rollin_completions(ctx, traj, drawn_by, k, b)), traj
 
     def end_of_iteration(self, ctx: Context) -> None:
         interval = getattr(self.config, "update_interval", 0)
@@ -173,10 +187,10 @@ class RollInMethod(Method):
             lazy_update(ctx, interval)
 
     def chunk_state(self) -> dict:
-        return self.rollin.fresh
+        return {j: {"rollin": states} for j, states in self.rollin.fresh.items()}
 
     def merge_chunk_state(self, state: dict) -> None:
-        self.rollin.commit(state)
+        self.rollin.commit({j: part["rollin"] for j, part in state.items() if "rollin" in part})
 
     def state_dict(self) -> dict:
         return {"rollin": self.rollin.state_dict()}

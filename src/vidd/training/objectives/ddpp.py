@@ -70,8 +70,7 @@ class DDPP(RollInMethod):
     @torch.no_grad()
     def collect(self, ctx: Context, n: int) -> Batch:
         cfg = self.config
-        x_t, t, x0, r0, traj = self.states_and_endpoints(ctx, n, cfg.timesteps)
-        v_t = self.value(ctx, x_t, t)
+        x_t, t, x0, r0, v_t, traj = self.states_and_endpoints(ctx, n, cfg.timesteps, self.value)
         bs = self.value.config.batch_size
         with ctx.timed("value"):
             lp_pre = chunked(lambda *chunk: self.log_likelihood(ctx.pretrained, *chunk), x_t, x0, t, size=bs,

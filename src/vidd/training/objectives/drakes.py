@@ -37,7 +37,7 @@ from vidd.core.config import ConfigError, option
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.training.context import Context
 from vidd.training.objectives.base import Batch, Method, MethodConfig
-from vidd.rewards.base import DifferentiableReward
+from vidd.rewards.base import DifferentiableReward, Reward
 
 
 @dataclass
@@ -62,20 +62,21 @@ class DRAKESConfig(MethodConfig):
             raise ConfigError(f"truncate_steps: must be >= 0 (0: no truncation), got {self.truncate_steps}")
 
 
-def differentiable_reward(ctx: Context) -> DifferentiableReward:
-    inner = ctx.reward.reward
-    if not isinstance(inner, DifferentiableReward):
+def differentiable_reward(reward: Reward) -> DifferentiableReward:
+    """The training reward (as called in this process) as a DifferentiableReward, else a ConfigError."""
+    if not isinstance(reward, DifferentiableReward):
         raise ConfigError(
             f"method drakes needs a differentiable reward (a DifferentiableReward with score_onehot, e.g. the "
-            f"dhs-hepg2 oracles); reward {ctx.reward.name!r} ({type(inner).__name__}) is not differentiable. "
+            f"dhs-hepg2 oracles); reward {reward.name!r} ({type(reward).__name__}) is not differentiable. "
             f"Use vidd, standard, ddpo, ddpo-x0 or ddpp for non-differentiable rewards")
-    return inner
+    return reward
 
 
 class DRAKES(Method):
     """Direct reward back-propagation through straight-through Gumbel-softmax sampling, KL-regularised."""
 
     name = "drakes"
+    differentiates_samples = True
     Config = DRAKESConfig
 
     # --------------------------------------------------------------- pieces
@@ -118,7 +119,7 @@ class DRAKES(Method):
     # ------------------------------------------------------------- the method
     @torch.no_grad()
     def collect(self, ctx: Context, n: int) -> Batch:
-        differentiable_reward(ctx)
+        differentiable_reward(ctx.reward.reward)
         model = ctx.student
         seeds = torch.randint(0, 2 ** 62, (n,), generator=ctx.generator)
         times, mask_probs = model.grid(ctx.steps)
@@ -135,7 +136,8 @@ class DRAKES(Method):
         return Batch({"seed": seeds, "states": states}, states[:, -1], {"examples": float(n)})
 
     def example_loss(self, ctx: Context, ex: dict[str, torch.Tensor]) -> torch.Tensor:
-        reward = differentiable_reward(ctx)
+        reward = differentiable_reward(ctx.reward.reward)
+        ctx.reward.check_budget(len(ex["seed"]))  # before the reward runs: `record` counts these rows after it
         x, kl = self.relaxed_sample(ctx, ex)
         r = reward.score_onehot(x[..., : x.shape[-1] - 1])
         hard = ctx.student.alphabet.decode(x.detach().argmax(-1).cpu())  # straight-through: x is one-hot

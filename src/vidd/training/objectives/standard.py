@@ -36,6 +36,9 @@ class StandardConfig(StateMethodConfig):
         super().validate()
         if self.alpha <= 0:
             raise ConfigError(f"alpha: must be > 0, got {self.alpha}")
+        if self.value.kind != "posterior-mean":
+            raise ConfigError(f"value.kind: standard fine-tuning values states by the pretrained model's completion "
+                              f"only (posterior-mean), got {self.value.kind!r}")
         if self.value.denoiser != "pretrained":
             raise ConfigError(f"value.denoiser: standard fine-tuning values states with the pretrained model only, "
                               f"got {self.value.denoiser!r} (use method vidd for the other denoisers)")

@@ -1,0 +1,145 @@
+"""`vidd bench` on the toy task: variants, evaluation at call thresholds, curves and their statistics, the
+learning-rate sweep (chosen by the training reward), several processes on one folder, resumed work."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+import yaml
+from support.toy_task import ToyGC
+
+from vidd.bench import BenchPlan, _claim, _release, load_variants, lr_sweep, run_bench
+from vidd.core.errors import UserError
+from vidd.eval.benchstats import bootstrap_interval, log_area
+
+VARIANTS = {
+    "vidd-a": {"method": {"name": "vidd", "timesteps": 2}},
+    "vidd-b": {"extends": "vidd-a", "method": {"alpha": 0.5}, "seeds": 1},
+}
+
+
+def plan(**over) -> BenchPlan:
+    base = dict(task=ToyGC.name, methods=["vidd-a", "vidd-b", "ddpo", "best-of-n"], budget=60, seeds=2, samples=4,
+                preset="quick", overrides={"threads": 1}, eval_at_calls=[20, 40], variants=VARIANTS,
+                compare=[["vidd-a", "ddpo"]])
+    return BenchPlan(**{**base, **over})
+
+
+def curves(out):
+    with open(out / "curves.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_variants_curves_and_paired_statistics(tmp_path):
+    out = tmp_path / "b"
+    the_plan = plan()
+    rows = run_bench(the_plan, out, log=lambda *a: None)
+    assert {(r["method"], r["seed"]) for r in rows} == {
+        ("vidd-a", 0), ("vidd-a", 1), ("vidd-b", 0), ("ddpo", 0), ("ddpo", 1), ("best-of-n", 0), ("best-of-n", 1)}
+    assert all(r["status"] == "ok" and r["reward_calls"] <= 60 for r in rows)
+    config = yaml.safe_load((out / "runs" / "vidd-b" / "seed0" / "config.yaml").read_text())
+    assert config["method"]["alpha"] == 0.5 and config["method"]["timesteps"] == 2  # extends vidd-a
+    assert config["eval_at_calls"] == [20, 40] and config["eval_samples"] == 4
+    points = curves(out)
+    for label, seed in the_plan.cells():
+        mine = [p for p in points if p["method"] == label and int(p["seed"]) == seed]
+        if label == "best-of-n":
+            assert not mine
+            continue
+        calls = [int(p["calls"]) for p in mine]
+        assert calls == sorted(calls) and calls[-1] <= 60
+        assert any(c >= 20 for c in calls) and all(p["train_seconds"] and p["updates"] for p in mine)
+    stats = json.loads((out / "stats.json").read_text())
+    by_hand = {}
+    for label in ("vidd-a", "ddpo"):
+        for seed in (0, 1):
+            mine = [p for p in points if p["method"] == label and int(p["seed"]) == seed]
+            by_hand[label, seed] = log_area([float(p["calls"]) for p in mine], [float(p["reward"]) for p in mine],
+                                            20, 60)
+            assert stats["auc_calls"][label][str(seed)] == pytest.approx(by_hand[label, seed])
+    (comparison,) = stats["comparisons"]
+    diffs = [by_hand["vidd-a", s] - by_hand["ddpo", s] for s in (0, 1)]
+    assert comparison["calls"]["seeds"] == [0, 1]
+    assert (comparison["calls"]["mean"], comparison["calls"]["low"], comparison["calls"]["high"]) == \
+        pytest.approx(bootstrap_interval(diffs))
+    # against training seconds the common range depends on wall-clock timing (NaN when the runs' time ranges do
+    # not overlap on a loaded machine), so only the pairing is checked here
+    assert comparison["seconds"]["seeds"] == [0, 1] and "mean" in comparison["seconds"]
+    table = (out / "table.md").read_text()
+    assert "Paired difference vidd-a − ddpo" in table and "| method | runs | minutes | share |" in table
+    for name in ("results.csv", "curves.png", "tradeoff.png"):
+        assert (out / name).is_file()
+    log = []
+    again = run_bench(the_plan, out, log=log.append)  # a rerun skips finished work
+    assert len(again) == len(rows) and all("done before, skipped" in line for line in log)
+    with pytest.raises(UserError, match="budget"):
+        run_bench(plan(budget=80), out, log=lambda *a: None)
+
+
+def test_the_learning_rate_is_chosen_by_the_training_reward(tmp_path):
+    out = tmp_path / "sweep"
+    sweep = plan(methods=["vidd-a", "ddpo", "best-of-n"], seeds=1, first_seed=100, compare=[])
+    choice = lr_sweep(sweep, [1e-4, 3e-2], out, {"best-vidd": ["vidd-a", "ddpo"]}, log=lambda *a: None)
+    assert set(choice) == {"vidd-a", "ddpo", "best-vidd"}  # Best-of-N has no learning rate
+    points, areas = curves(out), {}
+    for label, lr in ((label, c["lr"]) for label, c in choice.items() if "lr" in c):
+        def training_area(rate):
+            mine = [p for p in points if p["method"] == f"{label}@lr={rate:g}"]
+            return log_area([float(p["calls"]) for p in mine], [float(p["train_reward"]) for p in mine], 20, 60)
+
+        assert training_area(lr) == max(training_area(r) for r in (1e-4, 3e-2))
+        areas[label] = training_area(lr)
+    assert choice["best-vidd"] == {"extends": max(areas, key=areas.get)}
+    assert yaml.safe_load((out / "choice.yaml").read_text()) == choice
+    assert "**" in (out / "lr_sweep.md").read_text()
+    config = yaml.safe_load((out / "runs" / "ddpo@lr=0.03" / "seed100" / "config.yaml").read_text())
+    assert config["lr"] == 0.03 and config["seed"] == 100
+    variants = tmp_path / "variants.yaml"
+    variants.write_text(yaml.safe_dump(VARIANTS))
+    main = plan(methods=["best-vidd", "ddpo"], seeds=1, variants=load_variants(variants, out / "choice.yaml"),
+                compare=[])
+    run_bench(main, tmp_path / "main", log=lambda *a: None)
+    for label in ("best-vidd", "ddpo"):
+        config = yaml.safe_load((tmp_path / "main" / "runs" / label / "seed0" / "config.yaml").read_text())
+        assert config["lr"] == choice[choice["best-vidd"]["extends"] if label == "best-vidd" else label]["lr"]
+
+
+def test_two_processes_share_one_benchmark_folder(tmp_path):
+    """Two workers (here: threads of one process, each claiming cells) run every cell exactly once; the one
+    that finishes last writes the summary."""
+    out = tmp_path / "b"
+    the_plan = plan(methods=["vidd-a", "ddpo"], seeds=1, compare=[])
+    started: list[str] = []
+    lock = threading.Lock()
+
+    def log(line):
+        with lock:
+            started.append(line)
+
+    workers = [threading.Thread(target=run_bench, args=(the_plan, out, log)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    runs = [line for line in started if line.endswith(": running")]
+    assert sorted(runs) == sorted(f"{label} seed {seed}: running" for label, seed in the_plan.cells())
+    assert (out / "table.md").is_file() and not list(out.rglob("*.claim"))
+
+
+def test_a_dead_process_claim_is_taken_over(tmp_path):
+    claim = tmp_path / "seed0.claim"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    claim.write_text(f"{socket.gethostname()} {dead.pid}")
+    assert _claim(claim) and claim.read_text() == f"{socket.gethostname()} {os.getpid()}"
+    assert not _claim(claim)  # held by a live process (this one)
+    _release(claim)
+    claim.write_text(f"another-machine {dead.pid}")
+    assert not _claim(claim)  # a claim from another machine is never taken over
