@@ -25,6 +25,7 @@ from vidd.tasks.base import Task
 from vidd.tasks.custom import CustomTask
 from vidd.training import FinetuneConfig, FinetuneResult, Trainer
 from vidd.training.callbacks import Callback, ProgressBar, RunFolderWriter
+from vidd.training.copies import check_model_settings
 from vidd.training.distributed import process_rank, world_size
 from vidd.training.objectives import Method
 from vidd.training.objectives.drakes import differentiable_reward
@@ -165,6 +166,7 @@ def validate_run(task: Task, config: FinetuneConfig, folder: RunFolder | None = 
             folder.check_new()
     model = task.pretrained_model()
     task.check_model(model, "the model")
+    check_model_settings(model, config.model)
     method = Method.lookup(config.method.name)
     if method.differentiates_samples:
         if not model.backbone.takes_relaxed_input:
@@ -178,9 +180,9 @@ def validate_run(task: Task, config: FinetuneConfig, folder: RunFolder | None = 
         return model, 0, {}
     state = folder.load_checkpoint()
     where = str(folder.last_checkpoint)
-    saved = MaskedDiffusion.from_state(state["model"], where=where)
-    task.check_model(saved, where)
-    origin = saved.metadata
+    if "adapters" not in state:  # a LoRA checkpoint holds no model weights: its adapters go on this run's model
+        task.check_model(MaskedDiffusion.from_state(state["model"], where=where), where)
+    origin = state["model"].get("metadata", {})
     if origin.get("task") and origin["task"] != task.name:
         raise ConfigError(f"--resume: {folder.path} is a run of task {origin['task']!r}, not of {task.name!r}")
     base, this = origin.get("base_model", {}).get("sha256"), model.weights_sha256()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import time
@@ -25,6 +24,7 @@ from vidd.rewards.counted import BudgetExhausted, CountedReward
 from vidd.training.callbacks import Callback
 from vidd.training.config import FinetuneConfig
 from vidd.training.context import Context
+from vidd.training.copies import ModelCopies
 from vidd.training.distributed import ProcessGroup, merge_reward_accounting, world_size
 from vidd.training.objectives import Method
 
@@ -83,18 +83,16 @@ class Trainer:
         for p in pretrained.parameters():
             p.requires_grad_(False)
         self.base_model = {"sha256": pretrained.weights_sha256(), "metadata": pretrained.metadata}
-        student = copy.deepcopy(pretrained)
-        for p in student.parameters():
-            p.requires_grad_(True)
-        rollout = copy.deepcopy(pretrained)
-        self.ctx = Context(student, rollout, pretrained, CountedReward(reward, config.reward),
+        self.copies = ModelCopies(pretrained, config.model, config.seed)  # after the hash: it may cast `pretrained`
+        self.ctx = Context(self.copies.student, self.copies.rollout, pretrained, CountedReward(reward, config.reward),
                            torch.Generator().manual_seed(config.seed), config.steps,
                            total_iterations=config.iterations)
         if self.group.world > 1:
             self.ctx.reward.journal = {}  # merged across processes after every iteration
         self.method = Method.lookup(config.method.name)(config.method)
         self.eval_reward = as_reward(eval_reward) if eval_reward is not None else None
-        self.optimizer = torch.optim.Adam(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.Adam(self.copies.trainable_parameters(), lr=config.lr,
+                                          weight_decay=config.weight_decay)
         self.metrics: list[dict] = []
         self.wall_seconds = 0.0
 
@@ -156,8 +154,9 @@ class Trainer:
         if budget_stop:
             self.log(f"stopped: {ctx.reward.calls} of the reward budget of {cfg.reward.budget} calls made after "
                      f"{ctx.iteration} iterations (another would exceed it)")
-        ctx.student.metadata = self.provenance()
-        result = FinetuneResult(ctx.student, self.metrics, reward_calls=ctx.reward.calls)
+        model = self.copies.final_model()
+        model.metadata = self.provenance()
+        result = FinetuneResult(model, self.metrics, reward_calls=ctx.reward.calls)
         self._notify("on_run_end", result)
         return result
 
@@ -216,12 +215,10 @@ class Trainer:
                 for i in range(0, batch.size, cfg.loss_chunk):
                     chunk = {k: v[i:i + cfg.loss_chunk].to(self.device) for k, v in batch.examples.items()}
                     loss = self.method.example_loss(ctx, chunk).sum() / total
-                    loss.backward()
+                    self.copies.backward(loss)
                     losses[j].append(loss.item())
-            group.sum_gradients(list(ctx.student.parameters()))
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(ctx.student.parameters(), cfg.grad_clip)) if total else 0.0
-            if total:
-                self.optimizer.step()
+            group.sum_gradients(self.copies.trainable_parameters())
+            grad_norm = self.copies.clip_and_step(self.optimizer, cfg.grad_clip) if total else 0.0
         return losses, grad_norm
 
     def _iteration(self, n: int) -> dict:
@@ -237,7 +234,8 @@ class Trainer:
         batches = self._collect_chunks(list(range(group.rank, cfg.accumulation, group.world)), n)
         total = group.sum(sum(b.size for b in batches.values()))
         steps = self.method.inner_steps
-        start = [p.detach().clone() for p in ctx.student.parameters()] if steps > 1 else None
+        trained = self.copies.trainable_parameters()
+        start = [p.detach().clone() for p in trained] if steps > 1 else None
         losses, grad_norm = self._optimiser_step(batches, total)
         last_losses = losses
         for _ in range(steps - 1):
@@ -265,7 +263,7 @@ class Trainer:
                      "grad_norm": grad_norm, "optimiser_steps": steps if total else 0}
         if steps > 1:  # how far the steps on this one batch moved the student
             row["loss_last_step"] = sum((x for c in chunks for x in c["last_losses"]), 0.0)
-            moved = sum(float((p.detach() - p0).pow(2).sum()) for p, p0 in zip(ctx.student.parameters(), start))
+            moved = sum(float((p.detach() - p0).pow(2).sum()) for p, p0 in zip(trained, start))
             row["student_shift"] = (moved / max(sum(float(p0.pow(2).sum()) for p0 in start), 1e-30)) ** 0.5
         for key in chunks[0]["stats"]:
             vals = [c["stats"][key] for c in chunks if not math.isnan(c["stats"][key])]
@@ -346,8 +344,7 @@ class Trainer:
         iteration, the reward's accounting and cache, the method's state and the time spent."""
         ctx = self.ctx
         return {
-            "model": {**ctx.student.spec(), "metadata": self.provenance(), "state_dict": ctx.student.state_dict()},
-            "rollout": ctx.rollout.state_dict(),
+            **self.copies.state_dict(metadata=self.provenance()),
             "optimizer": self.optimizer.state_dict(),
             "iteration": ctx.iteration,
             "reward": ctx.reward.state_dict(),
@@ -357,8 +354,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         ctx = self.ctx
-        ctx.student.load_state_dict(state["model"]["state_dict"])
-        ctx.rollout.load_state_dict(state["rollout"])
+        self.copies.load_state_dict(state)
         self.optimizer.load_state_dict(state["optimizer"])
         ctx.iteration = state["iteration"]
         ctx.reward.load_state_dict(state["reward"])
