@@ -71,5 +71,5 @@ fi
 # chem: the small-molecule tasks; dist: Ray, for the reward executor (its tests run on a local cluster);
 # protein: the antibody task with its cheap rewards; structure: secondary structure (pydssp, biotite) for protein-ss;
 # track: experiment trackers (TensorBoard, MLflow, W&B; their tests read back real files)
-EXTRAS=test,docs,chem,dist,protein,structure,track${VIDD_EXTRAS:+,$VIDD_EXTRAS}
+EXTRAS=test,docs,chem,dist,protein,structure,track,lora${VIDD_EXTRAS:+,$VIDD_EXTRAS}
 $PIP install -q -e ".[$EXTRAS]"

@@ -24,7 +24,8 @@ from vidd.rewards.executors import served_reward
 from vidd.tasks.base import Task
 from vidd.tasks.custom import CustomTask
 from vidd.training import FinetuneConfig, FinetuneResult, Trainer
-from vidd.training.callbacks import Callback
+from vidd.training.callbacks import Callback, ProgressBar, RunFolderWriter
+from vidd.training.copies import check_model_settings
 from vidd.training.distributed import process_rank, world_size
 from vidd.training.objectives import Method
 from vidd.training.objectives.drakes import differentiable_reward
@@ -78,25 +79,24 @@ class Run:
     main: bool = True
 
     def execute(self) -> FinetuneResult:
-        """Train, evaluate and (with a folder, on the main process) write the report. The main process holds
-        the run folder's lock throughout."""
+        """Train and evaluate; with a folder, the main process holds the run folder's lock throughout and its
+        callbacks write the run folder and then the report."""
         task = self.task
         writes = self.folder is not None and process_rank() == 0
         with self.folder.lock() if writes else nullcontext():
             if writes:
                 self._open_folder()
+            folder_callbacks = [RunFolderWriter(self.folder), ReportWriter(task, self.folder)] if writes else []
             executor = self.config.reward.executor
             factory = task.training_reward if executor.kind == "inline" else task.training_reward_factory()
             with served_reward(factory, executor) as reward:
-                trainer = Trainer(self.config, self.model, reward, task.evaluation_reward, self.folder,
+                trainer = Trainer(self.config, self.model, reward, task.evaluation_reward,
                                   final_evaluator=task.evaluate, log=self.log, samples=task, task=task.name,
-                                  callbacks=self.callbacks, final_table=task.per_sequence)
-                result = trainer.run(resume=self.resume)
+                                  callbacks=[ProgressBar(), *folder_callbacks, *self.callbacks],
+                                  final_table=task.per_sequence)
+                result = trainer.run(resume_from=self.folder if self.resume else None)
             self.main = trainer.group.main
-            if writes:
-                self.folder.mark_finished()
-                write_task_report(task, self.folder, self.config.steps)
-                write_report(self.folder)
+        result.out = self.folder.path if self.folder else None
         return result
 
     def _open_folder(self) -> None:
@@ -114,6 +114,18 @@ class Run:
 def run_task(name: str, config: FinetuneConfig) -> Task:
     """The task `name` with a run config's reward weights (`reward.terms`) and settings (`task:`)."""
     return Task.get(name, config.reward.terms, config.task)
+
+
+class ReportWriter(Callback):
+    """When a run ends: the task's tables and figures of its final samples (`Task.report_tables`,
+    `Task.report_figures`), then the HTML report and the curves of the run folder (vidd.eval.report)."""
+
+    def __init__(self, task: Task, folder: RunFolder):
+        self.task, self.folder = task, folder
+
+    def on_run_end(self, trainer, result) -> None:
+        write_task_report(self.task, self.folder, trainer.config.steps)
+        write_report(self.folder)
 
 
 def write_task_report(task: Task, folder: RunFolder, steps: int) -> None:
@@ -155,6 +167,7 @@ def validate_run(task: Task, config: FinetuneConfig, folder: RunFolder | None = 
             folder.check_new()
     model = task.pretrained_model()
     task.check_model(model, "the model")
+    check_model_settings(model, config.model)
     method = Method.lookup(config.method.name)
     if method.differentiates_samples:
         if not model.backbone.takes_relaxed_input:
@@ -168,9 +181,9 @@ def validate_run(task: Task, config: FinetuneConfig, folder: RunFolder | None = 
         return model, 0, {}
     state = folder.load_checkpoint()
     where = str(folder.last_checkpoint)
-    saved = MaskedDiffusion.from_state(state["model"], where=where)
-    task.check_model(saved, where)
-    origin = saved.metadata
+    if "adapters" not in state:  # a LoRA checkpoint holds no model weights: its adapters go on this run's model
+        task.check_model(MaskedDiffusion.from_state(state["model"], where=where), where)
+    origin = state["model"].get("metadata", {})
     if origin.get("task") and origin["task"] != task.name:
         raise ConfigError(f"--resume: {folder.path} is a run of task {origin['task']!r}, not of {task.name!r}")
     base, this = origin.get("base_model", {}).get("sha256"), model.weights_sha256()
@@ -187,12 +200,14 @@ def resume_config(folder: RunFolder, *layers: dict) -> FinetuneConfig:
 
 
 def finetune(model, reward, config: FinetuneConfig | None = None, *, eval_reward=None,
-             out: str | Path | None = None, resume: bool = False, log: Callable = print) -> FinetuneResult:
+             out: str | Path | None = None, resume: bool = False, log: Callable = print,
+             callbacks: list[Callback] = ()) -> FinetuneResult:
     """Fine-tune any masked diffusion model against any reward (a Reward or a plain callable
     `list[str] -> floats`). Returns the fine-tuned student and the per-iteration metrics. Under torchrun
     (WORLD_SIZE > 1) the run is data-parallel (docs/scaling.md) and every process returns the same result.
-    `resume=True` continues the run in `out` (with its own config unless `config` is given)."""
+    `resume=True` continues the run in `out` (with its own config unless `config` is given); `callbacks` watch
+    the run (vidd.training.callbacks)."""
     task = CustomTask(model, reward, eval_reward)
     if config is None:
         config = resume_config(RunFolder(out)) if resume and out is not None else FinetuneConfig()
-    return build_run(task, config, out, resume, log).execute()
+    return build_run(task, config, out, resume, log, callbacks=callbacks).execute()

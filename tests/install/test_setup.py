@@ -54,7 +54,7 @@ def test_default_is_the_cpu_build_from_pytorchs_cpu_index_and_no_igfold(tmp_path
     assert rc == 0, err
     torch, vidd = pip_installs(calls)
     assert torch == "-q --extra-index-url https://download.pytorch.org/whl/cpu torch==2.13.0+cpu"
-    assert vidd == "-q -e .[test,docs,chem,dist,protein,structure,track]" and "installed torch 2.13.0+cpu (CUDA none)" in err
+    assert vidd == "-q -e .[test,docs,chem,dist,protein,structure,track,lora]" and "installed torch 2.13.0+cpu (CUDA none)" in err
 
 
 def test_without_the_cpu_index_the_same_cpu_build_comes_from_pips_own_sources(tmp_path):
@@ -85,7 +85,7 @@ def test_igfold_only_when_asked_and_a_torch_in_the_venv_is_kept(tmp_path):
     (tmp_path / "torch-build").write_text("2.11.0 (CUDA 13.0)\n")
     rc, calls, err = setup(tmp_path, VIDD_EXTRAS="antibody")
     assert rc == 0, err
-    assert pip_installs(calls) == ["-q -e .[test,docs,chem,dist,protein,structure,track,antibody]"]
+    assert pip_installs(calls) == ["-q -e .[test,docs,chem,dist,protein,structure,track,lora,antibody]"]
     assert "keeping torch 2.11.0 (CUDA 13.0), already in .venv" in err
 
 

@@ -24,7 +24,7 @@ def test_reward_call_bound_by_hand(method, expected):
     score the final samples only. Calls that only feed the log are not part of the bound (they are free when
     they reuse training calls, and counted apart as monitor calls otherwise).
 
-    Kills: vidd's use_value_xt dropped from its count, and the fresh-roll-out count taken for the shared one."""
+    Kills: vidd's use_value_xt dropped from its count."""
     config = cfg.build(FinetuneConfig, {**BASE, "method": method})
     assert config.derived()[KEY] == expected
     logged = cfg.build(FinetuneConfig, {**BASE, "method": method, "log_rollin_reward": True})

@@ -94,7 +94,7 @@ class MaskedLMBackbone(Backbone):
             raise ValueError("token_ids: every letter and the mask need their own LM token")
         self.config = config
         self.arch = ARCHITECTURES[config.architecture]
-        self.lm = lm if lm is not None else self.arch.build(config.lm_config)
+        self.lm = (lm if lm is not None else self.arch.build(config.lm_config)).eval()  # see `train`
         ids = torch.tensor(config.token_ids, dtype=torch.long)
         self.register_buffer("token_ids", ids, persistent=False)
         self.register_buffer("prefix", torch.tensor(config.prefix, dtype=torch.long), persistent=False)

@@ -73,6 +73,9 @@ class MaskedDiffusion(nn.Module):
     #: subclasses with another chain register under their own name and are rebuilt from their checkpoints
     chain: str = "masked"
     chains: dict[str, type[MaskedDiffusion]] = {}
+    #: dtype of the autocast region around the network's forward pass (mixed precision); None: no autocast.
+    #: Set per model by the trainer (vidd.training.copies), never stored in checkpoints.
+    autocast_dtype: torch.dtype | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -108,7 +111,7 @@ class MaskedDiffusion(nn.Module):
         t = t.to(x_t.device)
         if t.dim() == 0:
             t = t.expand(x_t.shape[0])
-        return self._subs(torch.log_softmax(self.backbone(x_t, t).float(), dim=-1), x_t)
+        return self._subs(torch.log_softmax(self.network(x_t, t).float(), dim=-1), x_t)
 
     def denoise_soft(self, onehot: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """`denoise` of (straight-through / relaxed) one-hot states (B, L, V + 1) float, differentiable
@@ -117,8 +120,15 @@ class MaskedDiffusion(nn.Module):
         t = t.to(onehot.device)
         if t.dim() == 0:
             t = t.expand(onehot.shape[0])
-        log_probs = torch.log_softmax(self.backbone(onehot, t).float(), dim=-1)
+        log_probs = torch.log_softmax(self.network(onehot, t).float(), dim=-1)
         return self._subs(log_probs, onehot.argmax(-1))
+
+    def network(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The backbone's logits, under autocast at `autocast_dtype` when it is set."""
+        if self.autocast_dtype is None:
+            return self.backbone(x, t)
+        with torch.autocast(x.device.type, dtype=self.autocast_dtype):
+            return self.backbone(x, t)
 
     def _subs(self, log_probs: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
         """SUBS: keep the network's log p(x_0 | x_t) at masked positions, a one-hot at unmasked ones."""
@@ -336,6 +346,9 @@ class MaskedDiffusion(nn.Module):
         payload = load_state(path, map_location, trust=trust)
         if not isinstance(payload, dict):
             raise CheckpointError(f"{path}: not a vidd masked-diffusion model (holds a {type(payload).__name__})")
+        if "adapters" in payload:
+            raise CheckpointError(f"{path}: a LoRA run's checkpoint holds adapters only; the run's model is "
+                                  f"checkpoints/student/, written when the run ends")
         if "model" in payload:
             payload = payload["model"]  # a run checkpoint holding the model
         return cls.from_state(payload, where=str(path))

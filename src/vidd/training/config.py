@@ -9,6 +9,7 @@ from typing import Literal
 from vidd.core.config import ConfigError, option, to_dict
 from vidd.core.devices import parse_device
 from vidd.rewards.counted import RewardPolicy
+from vidd.training.copies import ModelConfig
 from vidd.training.objectives import MethodConfig, VIDDConfig
 from vidd.training.trackers import Tracker
 
@@ -45,6 +46,9 @@ class FinetuneConfig:
     grad_clip: float = option(1.0, "gradient-norm clip")
     loss_chunk: int = option(256, "training examples per student forward/backward (memory bound)")
     reward: RewardPolicy = option(RewardPolicy(), "reward cache, budget and failure policy")
+    model: ModelConfig = option(
+        ModelConfig(), "how the student, roll-out and pretrained models hold and train their weights: full "
+                       "fine-tuning or LoRA, precision, compilation, gradient checkpointing (docs/large-models.md)")
     task: dict = option(
         {}, "the task's settings, e.g. {length: 64, structure: helix} for protein-ss (fields: docs/tasks/*.md); "
             "empty: the task's defaults")

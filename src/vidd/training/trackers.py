@@ -70,7 +70,7 @@ class Tracker(Callback):
 
     def on_run_end(self, trainer, result) -> None:
         self._ensure_started()
-        final = trainer.folder.read_final_eval() if trainer.folder else None
+        final = self.folder.read_final_eval() if self.folder else None
         if final:
             self.log_final({f"final/{k}": v for k, v in numeric(final).items()}, trainer.ctx.iteration)
         self.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import time
@@ -14,19 +13,18 @@ from typing import Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
-
 from vidd.core.config import to_dict
 from vidd.core.runfolder import RunFolder
 from vidd.core.version import __version__
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.eval.metrics import finite_median
-from vidd.eval.samples import SampleFormat, sample_scores
+from vidd.eval.samples import SampleFormat
 from vidd.rewards.base import Reward, as_reward
 from vidd.rewards.counted import BudgetExhausted, CountedReward
 from vidd.training.callbacks import Callback
 from vidd.training.config import FinetuneConfig
 from vidd.training.context import Context
+from vidd.training.copies import ModelCopies
 from vidd.training.distributed import ProcessGroup, merge_reward_accounting, world_size
 from vidd.training.objectives import Method
 
@@ -49,12 +47,22 @@ class FinetuneResult:
     reward_calls: int = 0
 
 
+@dataclass
+class FinalEvaluation:
+    """The fine-tuned student's final samples, their per-sequence table (`Task.per_sequence`, may be empty) and
+    the final evaluation report (final_eval.json)."""
+    samples: list[str]
+    table: dict[str, list]
+    report: dict
+
+
 class Trainer:
     """Single-process, or data-parallel under torchrun (docs/scaling.md): every process runs the same loop on
-    its share of the accumulation chunks; the main process alone evaluates and writes the run folder."""
+    its share of the accumulation chunks; the main process alone evaluates and calls the callbacks
+    (vidd.training.callbacks), which write the run folder, the progress bar and anything else."""
 
     def __init__(self, config: FinetuneConfig, pretrained: MaskedDiffusion, reward,
-                 eval_reward: Reward | None = None, folder: RunFolder | None = None,
+                 eval_reward: Reward | None = None,
                  final_evaluator: Callable[[list[str]], dict] | None = None, log=print,
                  samples: SampleFormat | None = None, callbacks: list[Callback] = (),
                  final_table: Callable[[list[str], CountedReward], dict] | None = None, task: str = ""):
@@ -64,7 +72,6 @@ class Trainer:
         self.group = ProcessGroup.join(config.distributed_backend, config.device)
         self.device = self.group.device
         self.samples = samples or SampleFormat()
-        self.folder = folder
         self.log = log if self.group.main else (lambda *args, **kwargs: None)
         self.final_evaluator = final_evaluator
         self.final_table = final_table  # one row per final sample (Task.per_sequence), samples/final.tsv
@@ -76,36 +83,33 @@ class Trainer:
         for p in pretrained.parameters():
             p.requires_grad_(False)
         self.base_model = {"sha256": pretrained.weights_sha256(), "metadata": pretrained.metadata}
-        student = copy.deepcopy(pretrained)
-        for p in student.parameters():
-            p.requires_grad_(True)
-        rollout = copy.deepcopy(pretrained)
-        self.ctx = Context(student, rollout, pretrained, CountedReward(reward, config.reward),
+        self.copies = ModelCopies(pretrained, config.model, config.seed)  # after the hash: it may cast `pretrained`
+        self.ctx = Context(self.copies.student, self.copies.rollout, pretrained, CountedReward(reward, config.reward),
                            torch.Generator().manual_seed(config.seed), config.steps,
                            total_iterations=config.iterations)
         if self.group.world > 1:
             self.ctx.reward.journal = {}  # merged across processes after every iteration
         self.method = Method.lookup(config.method.name)(config.method)
         self.eval_reward = as_reward(eval_reward) if eval_reward is not None else None
-        self.optimizer = torch.optim.Adam(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.Adam(self.copies.trainable_parameters(), lr=config.lr,
+                                          weight_decay=config.weight_decay)
         self.metrics: list[dict] = []
         self.wall_seconds = 0.0
 
     # ----------------------------------------------------------- the loop
-    def run(self, resume: bool = False) -> FinetuneResult:
+    def run(self, resume_from: RunFolder | None = None) -> FinetuneResult:
+        """Train (from the latest checkpoint of the run folder `resume_from`, if given)."""
         try:
-            return self._run(resume)
+            return self._run(resume_from)
         finally:
             self.group.close()
 
-    def _run(self, resume: bool) -> FinetuneResult:
+    def _run(self, resume_from: RunFolder | None) -> FinetuneResult:
         cfg, ctx, group = self.config, self.ctx, self.group
-        if self.folder and resume:
-            self._resume()
+        if resume_from is not None:
+            self._resume(resume_from)
         self.log("derived: " + ", ".join(f"{k} = {v}" for k, v in cfg.derived(group.world).items()))
-        total = None if cfg.reward.budget else cfg.iterations  # a budget ends the run at an unknown iteration
-        bar = tqdm(total=total, initial=ctx.iteration, desc=f"finetune {cfg.method.name}", mininterval=1.0,
-                   disable=not group.main)
+        self._notify("on_run_start")
         trajectories = self._trajectories()
         budget_stop = trajectories == 0
         while ctx.iteration < cfg.iterations and trajectories:
@@ -127,8 +131,9 @@ class Trainer:
             if (cfg.eval_every and (ctx.iteration + 1) % cfg.eval_every == 0) or crossed or last:
                 evaluation, ctx.reward.monitor_calls = group.on_main(
                     lambda: (self._evaluate(), ctx.reward.monitor_calls))
+                samples = evaluation.pop("samples")
                 row.update(evaluation)
-                self._notify("on_evaluation", {"iteration": ctx.iteration + 1, **evaluation})
+                self._notify("on_evaluation", {"iteration": ctx.iteration + 1, **evaluation}, samples)
             self.method.end_of_iteration(ctx)
             ctx.iteration += 1
             elapsed = time.perf_counter() - start
@@ -141,32 +146,27 @@ class Trainer:
                        train_seconds=previous.get("train_seconds", 0.0) + elapsed - ctx.seconds.get("eval", 0.0),
                        updates=previous.get("updates", ctx.iteration - 1) + row.pop("optimiser_steps"))
             self.metrics.append(row)
-            if self.folder:
-                checkpoint = ctx.iteration % cfg.checkpoint_every == 0 or last
-                group.on_main(lambda: self._write_iteration(row, checkpoint))
             self._notify("on_iteration_end", row)
             group.on_main(ctx.reward.check_failures)  # every process stops when the main one does
-            bar.update(1)
-            bar.set_postfix({k: f"{row[v]:.3g}" for k, v in (
-                ("reward", "reward_median"), ("eval", "eval_reward_median"), ("div", "eval_diversity"),
-                ("calls", "reward_calls"), ("s/it", "iteration_seconds")) if row.get(v) is not None})
             if idle:
                 self.log(f"stopped: {cfg.stop_after_idle} iterations in a row made no new reward call")
                 break
-        bar.close()
         if budget_stop:
             self.log(f"stopped: {ctx.reward.calls} of the reward budget of {cfg.reward.budget} calls made after "
                      f"{ctx.iteration} iterations (another would exceed it)")
-        ctx.student.metadata = self.provenance()
-        result = FinetuneResult(ctx.student, self.metrics, self.folder.path if self.folder else None, ctx.reward.calls)
-        if self.folder:
-            group.on_main(self._finish)
+        model = self.copies.final_model()
+        model.metadata = self.provenance()
+        result = FinetuneResult(model, self.metrics, reward_calls=ctx.reward.calls)
         self._notify("on_run_end", result)
         return result
 
-    def _notify(self, hook: str, payload) -> None:
+    def notify(self, hook: str, *args) -> None:
+        """Call `hook` of every callback (a callback may announce an event to the others, e.g. a checkpoint)."""
         for callback in self.callbacks:
-            getattr(callback, hook)(self, payload)
+            getattr(callback, hook)(self, *args)
+
+    def _notify(self, hook: str, *args) -> None:
+        self.group.on_main(lambda: self.notify(hook, *args))
 
     def _idle_iterations(self, idle_now: bool) -> bool:
         """Whether this iteration (idle_now: it made no new reward call) is the `stop_after_idle`-th idle one in a
@@ -215,12 +215,10 @@ class Trainer:
                 for i in range(0, batch.size, cfg.loss_chunk):
                     chunk = {k: v[i:i + cfg.loss_chunk].to(self.device) for k, v in batch.examples.items()}
                     loss = self.method.example_loss(ctx, chunk).sum() / total
-                    loss.backward()
+                    self.copies.backward(loss)
                     losses[j].append(loss.item())
-            group.sum_gradients(list(ctx.student.parameters()))
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(ctx.student.parameters(), cfg.grad_clip)) if total else 0.0
-            if total:
-                self.optimizer.step()
+            group.sum_gradients(self.copies.trainable_parameters())
+            grad_norm = self.copies.clip_and_step(self.optimizer, cfg.grad_clip) if total else 0.0
         return losses, grad_norm
 
     def _iteration(self, n: int) -> dict:
@@ -236,7 +234,8 @@ class Trainer:
         batches = self._collect_chunks(list(range(group.rank, cfg.accumulation, group.world)), n)
         total = group.sum(sum(b.size for b in batches.values()))
         steps = self.method.inner_steps
-        start = [p.detach().clone() for p in ctx.student.parameters()] if steps > 1 else None
+        trained = self.copies.trainable_parameters()
+        start = [p.detach().clone() for p in trained] if steps > 1 else None
         losses, grad_norm = self._optimiser_step(batches, total)
         last_losses = losses
         for _ in range(steps - 1):
@@ -264,7 +263,7 @@ class Trainer:
                      "grad_norm": grad_norm, "optimiser_steps": steps if total else 0}
         if steps > 1:  # how far the steps on this one batch moved the student
             row["loss_last_step"] = sum((x for c in chunks for x in c["last_losses"]), 0.0)
-            moved = sum(float((p.detach() - p0).pow(2).sum()) for p, p0 in zip(ctx.student.parameters(), start))
+            moved = sum(float((p.detach() - p0).pow(2).sum()) for p, p0 in zip(trained, start))
             row["student_shift"] = (moved / max(sum(float(p0.pow(2).sum()) for p0 in start), 1e-30)) ** 0.5
         for key in chunks[0]["stats"]:
             vals = [c["stats"][key] for c in chunks if not math.isnan(c["stats"][key])]
@@ -294,12 +293,7 @@ class Trainer:
             row.update({f"eval_{k}": v for k, v in self.samples.sample_metrics(seqs).items()})
             if self.eval_reward is not None:
                 row["eval_reward_median"] = finite_median(self.eval_reward(seqs))
-            if self.folder:
-                self._write_samples(f"iter_{ctx.iteration + 1:05d}", seqs)
-        return row
-
-    def _write_samples(self, stem: str, seqs: list[str], scores: dict[str, list] | None = None) -> None:
-        self.samples.write_samples(self.folder.samples_file(stem, self.samples.sample_suffix), seqs, scores)
+        return {**row, "samples": seqs}
 
     def _kl_to_pretrained(self, traj) -> float:
         """Monte Carlo KL(p_theta || p_pre) of the whole chain: the sum over steps of the log-ratio of
@@ -312,19 +306,14 @@ class Trainer:
                       - ctx.pretrained.revealed_log_prob(x, nxt, ctx.pretrained.denoise(x, t))).double().cpu()
         return float(total.mean())
 
-    def _finish(self) -> None:
-        self.ctx.student.save_pretrained(self.folder.student_checkpoint)
-        self._final_eval()
-
-    def _final_eval(self) -> None:
+    def final_evaluation(self) -> FinalEvaluation:
+        """`final_samples` samples of the student, their per-sequence table and the final evaluation report
+        (the task's evaluator, else the evaluation reward's median), with the run's reward accounting."""
         gen = torch.Generator().manual_seed(self.config.seed + 7)
         n = self.config.final_samples
         seqs = self.ctx.student.alphabet.decode(self.ctx.student.sample(n, self.config.steps, gen).cpu())
         reward, monitor_calls = self.ctx.reward, self.ctx.reward.monitor_calls
         table = self.final_table(seqs, reward) if self.final_table else {}
-        self._write_samples("final", seqs, sample_scores(table))
-        if table:
-            self.folder.write_final_table(table)
         report = dict(self.final_evaluator(seqs)) if self.final_evaluator else {}
         if not report and self.eval_reward is not None:
             report["eval_reward_median"] = finite_median(self.eval_reward(seqs))
@@ -332,7 +321,7 @@ class Trainer:
                       wall_seconds=self.wall_seconds, iterations=self.ctx.iteration)
         if table:
             report["final_table_reward_calls"] = reward.monitor_calls - monitor_calls
-        self.folder.write_final_eval(report)
+        return FinalEvaluation(seqs, table, report)
 
     # ----------------------------------------------------- run folder / resume
     def provenance(self) -> dict:
@@ -343,39 +332,31 @@ class Trainer:
                 "config": to_dict(self.config), "iteration": self.ctx.iteration,
                 "reward_calls": self.ctx.reward.calls, "vidd_version": __version__}
 
-    def _resume(self) -> None:
+    def _resume(self, folder: RunFolder) -> None:
         """Every process: continue from the checkpoint; the main process drops metric rows past it."""
-        self._load_checkpoint()
-        self.metrics = [r for r in self.folder.read_metrics() if r["iteration"] <= self.ctx.iteration]
-        self.group.on_main(lambda: self.folder.rewrite_metrics(self.metrics))
-        self.log(f"resumed {self.folder.path} at iteration {self.ctx.iteration}")
+        self.load_state_dict(folder.load_checkpoint(self.device))
+        self.metrics = [r for r in folder.read_metrics() if r["iteration"] <= self.ctx.iteration]
+        self.group.on_main(lambda: folder.rewrite_metrics(self.metrics))
+        self.log(f"resumed {folder.path} at iteration {self.ctx.iteration}")
 
-    def _write_iteration(self, row: dict, checkpoint: bool) -> None:
-        self.folder.append_metrics(row, self.metrics)
-        if checkpoint:
-            self._save_checkpoint()
-            self._notify("on_checkpoint", self.folder.last_checkpoint)
-
-    def _save_checkpoint(self) -> None:
+    def state_dict(self) -> dict:
+        """What a checkpoint holds: the student (with its provenance), the roll-out model, the optimiser, the
+        iteration, the reward's accounting and cache, the method's state and the time spent."""
         ctx = self.ctx
-        self.folder.save_checkpoint({
-            "model": {**ctx.student.spec(), "metadata": self.provenance(), "state_dict": ctx.student.state_dict()},
-            "rollout": ctx.rollout.state_dict(),
+        return {
+            **self.copies.state_dict(metadata=self.provenance()),
             "optimizer": self.optimizer.state_dict(),
             "iteration": ctx.iteration,
             "reward": ctx.reward.state_dict(),
             "method": self.method.state_dict(),
             "wall_seconds": self.wall_seconds,
-        })
+        }
 
-    def _load_checkpoint(self) -> None:
-        state = self.folder.load_checkpoint(self.device)
+    def load_state_dict(self, state: dict) -> None:
         ctx = self.ctx
-        ctx.student.load_state_dict(state["model"]["state_dict"])
-        ctx.rollout.load_state_dict(state["rollout"])
+        self.copies.load_state_dict(state)
         self.optimizer.load_state_dict(state["optimizer"])
         ctx.iteration = state["iteration"]
         ctx.reward.load_state_dict(state["reward"])
         self.method.load_state_dict(state["method"])
         self.wall_seconds = state["wall_seconds"]
-

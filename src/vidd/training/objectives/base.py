@@ -21,6 +21,7 @@ import torch
 from vidd.core import plugins
 from vidd.core.config import ConfigError, option
 from vidd.training.context import Context
+from vidd.training.copies import copy_student_to_rollout
 from vidd.training.rollin import RollIn
 from vidd.training.value import ValueEstimator
 
@@ -130,9 +131,10 @@ class Method:
 
 
 def lazy_update(ctx: Context, interval: int) -> bool:
-    """Copy the student into the roll-out model after every `interval` optimiser steps."""
+    """Copy the student into the roll-out model after every `interval` optimiser steps (its adapters only
+    with LoRA)."""
     if interval > 0 and (ctx.iteration + 1) % interval == 0:
-        ctx.rollout.load_state_dict(ctx.student.state_dict())
+        copy_student_to_rollout(ctx.student, ctx.rollout)
         return True
     return False
 
