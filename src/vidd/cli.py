@@ -94,7 +94,7 @@ def check_output_file(path: Path, option: str, overwrite: bool) -> None:
 
 
 TRUST_OPT = typer.Option(False, "--trust-checkpoint",
-                         help="also read a vidd 0.1 `.pt` checkpoint (pickle): unpickling can run code hidden in "
+                         help="also read a vidd 0.1 `.pt` checkpoint (pickle), by a restricted unpickler that refuses any call hidden in "
                               "the file, so only for files whose origin you trust (docs/reliability.md)")
 
 

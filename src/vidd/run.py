@@ -142,7 +142,7 @@ def build_run(task: Task, config: FinetuneConfig, out: str | Path | None = None,
     """A run of `config` on `task`, written to the run folder `out` (None: nothing written), validated whole
     before it starts (`validate_run`); the trackers of `config.report_to` and `callbacks` watch it
     (vidd.training.callbacks). `trust_checkpoint`: resume from a vidd 0.1 checkpoint without a content hash
-    (read by full unpickling, which can run code in it)."""
+    (read by a restricted unpickler: tensors, containers and numpy values only)."""
     if resume and out is None:
         raise ConfigError("resume: needs the run folder")
     task = task.configured(config.reward.terms, config.task)

@@ -65,8 +65,9 @@ def test_a_pickle_that_runs_code_is_refused_unless_trusted(tmp_path):
     with pytest.raises(CheckpointError, match="safe load refuses.*posix.system.*--trust-checkpoint"):
         load_state(tmp_path / "evil.pt")
     assert not marker.exists()
-    load_state(tmp_path / "evil.pt", trust=True)  # the user's explicit choice: the code runs
-    assert marker.exists()
+    with pytest.raises(CheckpointError, match="outside what a vidd 0.1 checkpoint holds"):
+        load_state(tmp_path / "evil.pt", trust=True)  # trusted or not, no pickled call runs
+    assert not marker.exists()
 
 
 def test_a_state_without_hash_loads_only_when_trusted(tmp_path):

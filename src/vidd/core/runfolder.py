@@ -54,7 +54,7 @@ class RunLockedError(UserError):
 class RunFolder:
     def __init__(self, path: str | Path, trust_checkpoint: bool = False):
         self.path = Path(path)
-        #: read a checkpoint without a content hash (vidd 0.1) by full unpickling (the user's explicit choice)
+        #: read a checkpoint without a content hash (vidd 0.1) by a restricted unpickler (the user's explicit choice)
         self.trust_checkpoint = trust_checkpoint
 
     def __repr__(self) -> str:

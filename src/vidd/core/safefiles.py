@@ -185,8 +185,8 @@ def save_state(state: dict, path: str | Path) -> None:
 def load_state(path: str | Path, map_location="cpu", trust: bool = False) -> dict:
     """A state file written by `save_state`, read without running pickled code and checked against its hash.
 
-    trust=True (the user's explicit --trust-checkpoint) also reads a file without a hash, or one that only
-    a full unpickling can read (vidd 0.1's checkpoints)."""
+    trust=True (the user's explicit --trust-checkpoint) also reads a file without a hash, or a vidd 0.1
+    checkpoint holding numpy objects (`load_trusted`: still no pickled call but those few types)."""
     path = Path(path)
     _check_file(path)
     try:
@@ -219,12 +219,28 @@ def load_state(path: str | Path, map_location="cpu", trust: bool = False) -> dic
     return state
 
 
+#: what a vidd 0.1 checkpoint may hold beyond tensors and plain containers: numpy arrays and scalars (the
+#: reward cache, random states); nothing that can call arbitrary code when unpickled
+LEGACY_GLOBALS = ("numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct", "numpy.ndarray",
+                  "numpy.dtype", "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",
+                  "numpy.dtypes.Float64DType", "numpy.dtypes.Float32DType", "numpy.dtypes.Int64DType",
+                  "numpy.dtypes.UInt32DType", "numpy.dtypes.BoolDType", "numpy.random._pickle.__bit_generator_ctor",
+                  "numpy.random._pickle.__randomstate_ctor", "collections.OrderedDict", "pathlib.PosixPath")
+
+
 def load_trusted(path: str | Path, map_location="cpu"):
-    """A torch pickle loaded with full unpickling, which can run code: only for files the user trusts."""
+    """A vidd 0.1 torch pickle (no content hash), read by torch's restricted unpickler with the few numpy and
+    standard-library types such files hold allowed (LEGACY_GLOBALS): a file that names any other callable is
+    refused, so even a trusted-by-name file cannot run code."""
     path = Path(path)
     _check_file(path)
+    allowed = [g for g in torch.serialization.get_unsafe_globals_in_checkpoint(path) if g in LEGACY_GLOBALS]
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path}: holds Python objects outside what a vidd 0.1 checkpoint holds; it is not "
+                              f"loaded ({str(e).splitlines()[0][:200]})") from e
     except Exception as e:  # noqa: BLE001
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from e
 

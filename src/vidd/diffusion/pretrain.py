@@ -103,7 +103,7 @@ def pretrain(config: PretrainConfig, alphabet: Alphabet, train: list[str], valid
 
     `length` is the model's number of positions: by default the training sequences' length, or
     their longest for an alphabet with a padding token. `trust_checkpoint`: resume from a state.pt of
-    vidd 0.1 (read by full unpickling, which can run code in it)."""
+    vidd 0.1 (read by a restricted unpickler: tensors, containers and numpy values only)."""
     if config.augment != "none" and alphabet.pad != SELFIES_PAD:
         raise ConfigError(f"augment: {config.augment} randomises molecules and needs a SELFIES corpus (--task "
                           f"moses-qed, or --data FILE.smi); this corpus's alphabet is {alphabet.name}")
