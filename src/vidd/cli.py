@@ -475,14 +475,16 @@ def model_report(
 def convert_checkpoint(
     old: Path = typer.Argument(..., help="a vidd 0.1 pickled `.pt` model, oracle or run checkpoint"),
     new: Path = typer.Argument(..., help="the model folder to write (config.json + model.safetensors)"),
-    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="required: converting unpickles OLD, "
-                                          "which can run code hidden in it; only for files you trust"),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="required: OLD carries no content "
+                                          "hash, so nothing shows it is intact or what wrote it; it is read by a "
+                                          "restricted unpickler (tensors, containers and numpy values only)"),
 ):
     """Convert a vidd 0.1 pickled `.pt` model or oracle, once, into a model folder that loads safely."""
     with user_errors():
         if not trust_checkpoint:
-            fail(f"converting {old} unpickles it, which can run code hidden in the file; pass --trust-checkpoint "
-                 f"only if you trust where it came from")
+            fail(f"{old} carries no content hash: nothing shows it is intact or that vidd wrote it; pass "
+                 f"--trust-checkpoint if you trust where it came from (it is read by a restricted unpickler that "
+                 f"runs no code)")
         if new.exists():
             fail(f"{new}: exists; give a new folder")
         payload = load_trusted(old)

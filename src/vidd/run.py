@@ -124,8 +124,13 @@ class ReportWriter(Callback):
         self.task, self.folder = task, folder
 
     def on_run_end(self, trainer, result) -> None:
-        write_task_report(self.task, self.folder, trainer.config.steps)
-        write_report(self.folder)
+        """The run is complete before this (the folder writer came first), so a report that fails is a warning."""
+        try:
+            write_task_report(self.task, self.folder, trainer.config.steps)
+            write_report(self.folder)
+        except Exception as error:  # noqa: BLE001 - drawing, plotting, the task's scoring
+            trainer.log(f"warning: the run finished, but its report failed ({type(error).__name__}: {error}); "
+                        f"write it again with `vidd report {self.folder.path} --task {self.task.name}`")
 
 
 def write_task_report(task: Task, folder: RunFolder, steps: int) -> None:

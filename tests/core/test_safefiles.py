@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections import OrderedDict
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from support.toy import toy_model
@@ -75,6 +78,22 @@ def test_a_state_without_hash_loads_only_when_trusted(tmp_path):
     with pytest.raises(CheckpointError, match="no content hash"):
         load_state(tmp_path / "old.pt")
     assert load_state(tmp_path / "old.pt", trust=True) == {"iteration": 2}
+
+
+@pytest.mark.parametrize("legacy_format", [False, True])
+def test_a_trusted_vidd_01_file_with_numpy_values_loads(legacy_format, tmp_path):
+    """What vidd 0.1 files held beyond tensors: numpy arrays and scalars (the reward cache), numpy random states
+    and generators, paths; in torch's zip format and in its pre-zip format."""
+    state = {"cache": {"AC": np.float64(0.5), "GT": np.arange(3)}, "counts": np.int64(3), "flag": np.bool_(True),
+             "floats": np.zeros(2, np.float32), "random_state": np.random.RandomState(1),
+             "generator": np.random.default_rng(2), "legacy_state": np.random.get_state(), "out": Path("/runs/a"),
+             "order": OrderedDict(a=1), "w": torch.ones(2)}
+    torch.save(state, tmp_path / "old.pt", _use_new_zipfile_serialization=not legacy_format)
+    loaded = load_state(tmp_path / "old.pt", trust=True)
+    assert loaded["cache"]["AC"] == 0.5 and loaded["cache"]["GT"].tolist() == [0, 1, 2] and loaded["counts"] == 3
+    assert loaded["random_state"].randint(1000) == np.random.RandomState(1).randint(1000)
+    assert loaded["generator"].integers(1000) == np.random.default_rng(2).integers(1000)
+    assert loaded["out"] == Path("/runs/a") and torch.equal(loaded["w"], torch.ones(2))
 
 
 def test_model_folder_weights_are_checked_against_their_hash(tmp_path):

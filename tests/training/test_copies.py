@@ -183,9 +183,32 @@ def test_bad_model_settings_fail_before_the_run_starts(bad, message, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_lora_target_modules_that_match_nothing_are_named(esm):
-    with pytest.raises(cfg.ConfigError, match=r"model.lora_target_modules: \['qkv'\] does not fit the esm LM"):
-        ModelCopies(esm, cfg.build(ModelConfig, {**LORA, "lora_target_modules": ["qkv"]}))
+@pytest.mark.parametrize("targets, message", [
+    (["qkv"], r"\['qkv'\] matches no layer in the EsmForMaskedLM LM \(its layer types: .*Linear"),
+    (["LayerNorm"], r"\['LayerNorm'\] matches layers PEFT cannot adapt \(LayerNorm\)"),
+])
+def test_lora_target_modules_that_fit_no_layer_fail_before_the_run_starts(targets, message, esm, tmp_path):
+    model = run_config({**LORA, "lora_target_modules": targets})
+    with pytest.raises(cfg.ConfigError, match="model.lora_target_modules: " + message):
+        build_run(CustomTask(esm, a_reward), model, tmp_path / "run", log=lambda *a: None)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("model", [{**LORA, "frozen_precision": "bf16", "compile": True},
+                                   {"precision": "bf16", "frozen_precision": "fp16"}])
+def test_the_callers_model_is_left_as_it_was(model, esm):
+    before = {n: p.clone() for n, p in esm.state_dict().items()}
+    ModelCopies(esm, cfg.build(ModelConfig, model))
+    after = esm.state_dict()
+    assert all(torch.equal(before[n], after[n]) and before[n].dtype == after[n].dtype for n in before)
+    assert esm.autocast_dtype is None and esm.backbone._compiled_call_impl is None
+
+
+def test_a_lora_student_on_an_fp16_base_scales_its_loss(esm):
+    """The student computes in fp16 on an fp16 base even with precision fp32: its gradients need loss scaling."""
+    copies = ModelCopies(esm, cfg.build(ModelConfig, {**LORA, "frozen_precision": "fp16"}))
+    assert copies.student.autocast_dtype is torch.float16 and copies.scaler is not None
+    assert ModelCopies(toy_model(), cfg.build(ModelConfig, {"frozen_precision": "fp16"})).scaler is None
 
 
 # ------------------------------------------------------------------ precision, checkpointing, compile

@@ -15,11 +15,13 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import pickle
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import safetensors.torch
@@ -220,12 +222,31 @@ def load_state(path: str | Path, map_location="cpu", trust: bool = False) -> dic
 
 
 #: what a vidd 0.1 checkpoint may hold beyond tensors and plain containers: numpy arrays and scalars (the
-#: reward cache, random states); nothing that can call arbitrary code when unpickled
-LEGACY_GLOBALS = ("numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct", "numpy.ndarray",
-                  "numpy.dtype", "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",
-                  "numpy.dtypes.Float64DType", "numpy.dtypes.Float32DType", "numpy.dtypes.Int64DType",
-                  "numpy.dtypes.UInt32DType", "numpy.dtypes.BoolDType", "numpy.random._pickle.__bit_generator_ctor",
-                  "numpy.random._pickle.__randomstate_ctor", "collections.OrderedDict", "pathlib.PosixPath")
+#: reward cache), numpy random states and generators with their bit generators, paths; each only constructs its
+#: own type, so nothing here can call arbitrary code when unpickled (the unpickler refuses every other global)
+LEGACY_GLOBALS = (
+    "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct", "numpy.ndarray", "numpy.dtype",
+    "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",
+    "numpy.dtypes.Float64DType", "numpy.dtypes.Float32DType", "numpy.dtypes.Int64DType", "numpy.dtypes.UInt32DType",
+    "numpy.dtypes.BoolDType",
+    "numpy.random._pickle.__bit_generator_ctor", "numpy.random._pickle.__randomstate_ctor",
+    "numpy.random._pickle.__generator_ctor", "numpy.random.mtrand.RandomState", "numpy.random._mt19937.MT19937",
+    "numpy.random._pcg64.PCG64", "numpy.random._pcg64.PCG64DXSM", "numpy.random._philox.Philox",
+    "numpy.random._sfc64.SFC64",
+    "numpy.random.bit_generator.SeedSequence", "numpy.random.bit_generator.__pyx_unpickle_SeedSequence",
+    "collections.OrderedDict", "pathlib.PosixPath")
+
+
+def _legacy_global(name: str) -> tuple[object, str] | None:
+    """The object a LEGACY_GLOBALS name stands for, paired with that name (numpy 2 moved numpy.core to
+    numpy._core; a file names whichever its numpy had); None where this numpy has no such object."""
+    module, _, attribute = name.rpartition(".")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy.core's deprecation shim
+            return getattr(importlib.import_module(module), attribute), name
+    except (ImportError, AttributeError):
+        return None
 
 
 def load_trusted(path: str | Path, map_location="cpu"):
@@ -234,15 +255,16 @@ def load_trusted(path: str | Path, map_location="cpu"):
     refused, so even a trusted-by-name file cannot run code."""
     path = Path(path)
     _check_file(path)
-    allowed = [g for g in torch.serialization.get_unsafe_globals_in_checkpoint(path) if g in LEGACY_GLOBALS]
     try:
+        allowed = [found for found in map(_legacy_global, LEGACY_GLOBALS) if found is not None]
         with torch.serialization.safe_globals(allowed):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"{path}: holds Python objects outside what a vidd 0.1 checkpoint holds; it is not "
                               f"loaded ({str(e).splitlines()[0][:200]})") from e
-    except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from e
+    except Exception as e:  # noqa: BLE001 - not a torch zip file, truncated, garbled
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200] if str(e) else ''})") from e
 
 
 def _check_file(path: Path) -> None:

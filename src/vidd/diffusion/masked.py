@@ -338,8 +338,8 @@ class MaskedDiffusion(nn.Module):
     @classmethod
     def load(cls, path: str | Path, map_location="cpu", trust: bool = False) -> MaskedDiffusion:
         """A model folder, or the model in a run checkpoint (`last.pt`, read safely and checked against its
-        hash). A vidd 0.1 `.pt` model, which only full unpickling reads, needs trust=True (the CLI's
-        --trust-checkpoint): unpickling a file can run code in it."""
+        hash). A vidd 0.1 `.pt` model carries no hash and needs trust=True (the CLI's --trust-checkpoint); it is
+        read by a restricted unpickler (tensors, containers and numpy values only) that runs no code."""
         path = Path(path)
         if path.is_dir():
             return cls.from_pretrained(path).to(map_location)

@@ -8,6 +8,7 @@ empty molecule, counted invalid). Sample files are `.smi`: SMILES, QED, SA and t
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
@@ -177,8 +178,14 @@ class MoleculeTask(Task):
         """Per molecule: the SELFIES (`sequence`), SMILES (`*`: none), QED, SA and the training reward (NaN where it
         fails), a fresh reward's calls (for docking: seconds each)."""
         smiles = decode_all(seqs)
+        with self.table_reward() as reward:
+            scores = reward(seqs)
         return {"sequence": seqs, "smiles": [s or NO_MOLECULE for s in smiles], **self._properties(smiles),
-                "reward": as_reward(self.training_reward())(seqs)}
+                "reward": scores}
+
+    def table_reward(self):
+        """A fresh training reward for `score_table`, used in a `with` block."""
+        return nullcontext(as_reward(self.training_reward()))
 
     def _prior_table(self, folder: RunFolder, steps: int) -> dict[str, list] | None:
         """`report_prior_samples` samples of the pretrained model with their `score_table`: samples/pretrained.tsv,
@@ -302,6 +309,10 @@ class PARP1Docking(MoleculeTask):
 
     def training_reward(self):
         return DockingReward(DockingConfig(target=self.target, exhaustiveness=1, seed=0))
+
+    def table_reward(self):
+        """Docking on a process pool (one worker per core): the report scores its prior samples in minutes."""
+        return ParallelReward(self.training_reward_factory(), ExecutorConfig(kind="process", batch_size=1, retries=1))
 
     @cached_property
     def evaluation_reward(self):

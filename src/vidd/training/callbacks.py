@@ -5,7 +5,9 @@ The trainer calls every callback on the main process only (data-parallel runs ca
 one is raised on every process), in the order they were given: `on_run_start` once the trainer is ready
 (after a resume has loaded its checkpoint), `on_evaluation` after an evaluation of the student,
 `on_iteration_end` after each iteration's metrics row is complete (evaluation included), `on_checkpoint` after a
-checkpoint is written, `on_run_end` when training is over.
+checkpoint is written (the run folder's writer checkpoints in its own `on_iteration_end`, so callbacks after it
+hear of an iteration's checkpoint before its `on_iteration_end`), `on_run_end` when training is over. A callback
+that raises does not keep an event from the others; the first exception is raised after all were called.
 """
 
 from __future__ import annotations
@@ -66,13 +68,15 @@ class RunFolderWriter(Callback):
 
     def on_run_start(self, trainer) -> None:
         self.saved_at = trainer.ctx.iteration
+        if trainer.ctx.iteration:  # resumed: the rows after the checkpoint are gone from the run
+            self.folder.rewrite_metrics(trainer.metrics)
 
     def on_evaluation(self, trainer, row: dict, samples: list[str]) -> None:
         self._write_samples(trainer, f"iter_{row['iteration']:05d}", samples)
 
     def on_iteration_end(self, trainer, row: dict) -> None:
         self.folder.append_metrics(row, trainer.metrics)
-        if row["iteration"] % trainer.config.checkpoint_every == 0:
+        if row["iteration"] % trainer.config.checkpoint_every == 0 or row["iteration"] == trainer.config.iterations:
             self._checkpoint(trainer)
 
     def on_run_end(self, trainer, result) -> None:

@@ -76,6 +76,8 @@ class ModelCopies:
         self.config = config
         frozen = DTYPES[config.frozen_precision]
         check_model_settings(pretrained, config)
+        if config.precision != "fp32" or config.frozen_precision != "fp32" or config.compile:
+            pretrained = copy.deepcopy(pretrained)  # cast and compiled below: the caller's model stays as it was
         if config.finetune == "lora":
             pretrained.to(frozen)
             with torch.random.fork_rng(devices=[]):
@@ -100,8 +102,10 @@ class ModelCopies:
             for block in outermost_blocks(self.student.backbone):
                 recompute_in_backward(block)
         self.trainable = [p for p in self.student.parameters() if p.requires_grad]
-        # fp16 gradients underflow without loss scaling (torch >= 2.3 for the device-generic GradScaler)
-        self.scaler = torch.amp.GradScaler(self.student.device.type) if config.precision == "fp16" else None
+        # fp16 gradients underflow without loss scaling (torch >= 2.3 for the device-generic GradScaler); a LoRA
+        # student on an fp16 base computes in fp16 whatever `precision` says
+        fp16 = self.student.autocast_dtype is torch.float16
+        self.scaler = torch.amp.GradScaler(self.student.device.type) if fp16 else None
 
     def _with_adapters(self, base: MaskedDiffusion) -> MaskedDiffusion:
         """A copy of `base` sharing its weight tensors, with LoRA adapters in the target layers of its LM."""
@@ -195,9 +199,32 @@ def check_model_settings(model: MaskedDiffusion, config: ModelConfig) -> None:
                 f"vidd.diffusion.lm_backbone.MaskedLMBackbone), this model's network is a "
                 f"{type(model.backbone).__name__}; use model.finetune=full")
         require("peft", "lora", "LoRA fine-tuning (model.finetune=lora)")
+        check_lora_targets(model.backbone.lm, config)
     if config.gradient_checkpointing and not any(True for _ in outermost_blocks(model.backbone)):
         raise ConfigError(f"model.gradient_checkpointing: the {type(model.backbone).__name__} network "
                           f"has no layer list whose blocks could be recomputed")
+
+
+#: the layer types PEFT's LoRA adapts (transformers' GPT-2-style Conv1D by name)
+LORA_LAYERS = (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MultiheadAttention)
+
+
+def check_lora_targets(lm: nn.Module, config: ModelConfig) -> None:
+    """That `lora_target_modules` names layers of the LM that PEFT can adapt (checked before a run starts, without
+    building adapters; PEFT's own check follows when they are built)."""
+    targets = config.lora_target_modules
+    if targets:
+        found = [m for name, m in lm.named_modules() if any(name == t or name.endswith("." + t) for t in targets)]
+    else:  # PEFT's all-linear: every linear layer but the output layer
+        found = [m for m in lm.modules() if isinstance(m, nn.Linear)][:-1]
+    unsupported = sorted({type(m).__name__ for m in found
+                          if not isinstance(m, LORA_LAYERS) and type(m).__name__ != "Conv1D"})
+    if not found or unsupported:
+        problem = f"matches layers PEFT cannot adapt ({', '.join(unsupported)})" if found else "matches no layer"
+        layers = sorted({type(m).__name__ for m in lm.modules()} - {type(lm).__name__})
+        raise ConfigError(f"model.lora_target_modules: {targets or 'all-linear (every linear layer)'} {problem} in "
+                          f"the {type(lm).__name__} LM (its layer types: {', '.join(layers)}); name its layers by "
+                          f"name or name suffix, e.g. [query, value]")
 
 
 # ---------------------------------------------------------------------- adapters

@@ -83,8 +83,9 @@ class Trainer:
         for p in pretrained.parameters():
             p.requires_grad_(False)
         self.base_model = {"sha256": pretrained.weights_sha256(), "metadata": pretrained.metadata}
-        self.copies = ModelCopies(pretrained, config.model, config.seed)  # after the hash: it may cast `pretrained`
-        self.ctx = Context(self.copies.student, self.copies.rollout, pretrained, CountedReward(reward, config.reward),
+        self.copies = ModelCopies(pretrained, config.model, config.seed)  # reduced precision: a cast copy of it
+        self.ctx = Context(self.copies.student, self.copies.rollout, self.copies.pretrained,
+                           CountedReward(reward, config.reward),
                            torch.Generator().manual_seed(config.seed), config.steps,
                            total_iterations=config.iterations)
         if self.group.world > 1:
@@ -161,9 +162,17 @@ class Trainer:
         return result
 
     def notify(self, hook: str, *args) -> None:
-        """Call `hook` of every callback (a callback may announce an event to the others, e.g. a checkpoint)."""
+        """Call `hook` of every callback (a callback may announce an event to the others, e.g. a checkpoint). One
+        that raises does not keep the event from the others (a failed report still lets the trackers finish);
+        the first exception is raised once all have been called."""
+        errors = []
         for callback in self.callbacks:
-            getattr(callback, hook)(self, *args)
+            try:
+                getattr(callback, hook)(self, *args)
+            except Exception as error:  # noqa: BLE001 - raised below, after the other callbacks
+                errors.append(error)
+        if errors:
+            raise errors[0]
 
     def _notify(self, hook: str, *args) -> None:
         self.group.on_main(lambda: self.notify(hook, *args))
@@ -333,10 +342,10 @@ class Trainer:
                 "reward_calls": self.ctx.reward.calls, "vidd_version": __version__}
 
     def _resume(self, folder: RunFolder) -> None:
-        """Every process: continue from the checkpoint; the main process drops metric rows past it."""
+        """Every process: continue from the checkpoint, with the metric rows up to it (the run folder's writer
+        drops the later ones from the folder)."""
         self.load_state_dict(folder.load_checkpoint(self.device))
         self.metrics = [r for r in folder.read_metrics() if r["iteration"] <= self.ctx.iteration]
-        self.group.on_main(lambda: folder.rewrite_metrics(self.metrics))
         self.log(f"resumed {folder.path} at iteration {self.ctx.iteration}")
 
     def state_dict(self) -> dict:
