@@ -21,8 +21,10 @@ else
   SWEEP=(--budget 320 --eval-at-calls 80,160,320 --samples 32)
   MEASURE=()
 fi
+# stop_after_idle=5: a student that collapsed onto sequences it has scored (full fine-tuning at 1e-4 did) makes a
+# new call only every few iterations and would otherwise take hours to spend the budget
 COMMON=(antibody-cdrh3 --preset quick --variants bench/lora/variants.yaml --first-seed 100 --seeds 1
-        --set threads=1 "${SWEEP[@]}")
+        --set threads=1 --set stop_after_idle=5 "${SWEEP[@]}")
 mkdir -p "$OUT"
 SECONDS=0
 "${VIDD[@]}" bench "${COMMON[@]}" --methods full --lrs 3e-5,1e-4,3e-4 --out "$OUT/sweep-full" > "$OUT/sweep-full.log" 2>&1 &
