@@ -43,9 +43,9 @@ from vidd.tasks import Task
 #: the settings of each variant, on top of the preset and --set
 VARIANTS = {
     "full": [],
-    "lora": ["model.finetune=lora", "lr=3e-4"],
-    "lora-bf16": ["model.finetune=lora", "lr=3e-4", "model.precision=bf16", "model.frozen_precision=bf16"],
-    "lora-checkpointing": ["model.finetune=lora", "lr=3e-4", "model.gradient_checkpointing=true"],
+    "lora": ["model.finetune=lora", "lr=1e-3"],  # the rate bench/lora_vs_full.sh chose
+    "lora-bf16": ["model.finetune=lora", "lr=1e-3", "model.precision=bf16", "model.frozen_precision=bf16"],
+    "lora-checkpointing": ["model.finetune=lora", "lr=1e-3", "model.gradient_checkpointing=true"],
 }
 MB = 2 ** 20
 

@@ -348,6 +348,9 @@ def test_docking_task_defaults_put_the_reward_on_a_process_pool():
     config = finetune_config(PARP1Docking(), "quick")
     assert config.reward.executor.kind == "process" and config.reward.executor.workers == 2
     assert config.reward.on_failure == "penalty" and config.overlap and config.accumulation == 2
+    report_reward = PARP1Docking().table_reward()  # the report's prior samples dock on a pool too (not run here)
+    assert report_reward.config.kind == "process" and report_reward.executor.capacity >= 1
+    report_reward.close()
 
 
 def test_committed_moses_model_samples_valid_diverse_molecules():

@@ -61,11 +61,13 @@ class FailsAtTheEnd(Callback):
 def test_a_failing_callback_keeps_the_event_from_no_other_and_its_error_is_raised(tmp_path):
     recorder = Recorder(tmp_path / "run")
     task = CustomTask(toy_model(), lambda seqs: [s.count("G") for s in seqs])
-    run = build_run(task, small_config(iterations=2), tmp_path / "run", log=lambda *a: None,
-                    callbacks=[FailsAtTheEnd(), recorder])
+    said = []
+    run = build_run(task, small_config(iterations=2), tmp_path / "run", log=said.append,
+                    callbacks=[FailsAtTheEnd(), recorder, FailsAtTheEnd()])
     with pytest.raises(RuntimeError, match="server is down"):
         run.execute()
     assert recorder.events[-1] == ("end", 2, True)  # called after the failing callback, with the run complete
+    assert any("another callback also failed in on_run_end" in line for line in said)  # the second is not lost
 
 
 def test_a_report_that_fails_is_a_warning_and_the_run_is_complete(tmp_path, monkeypatch):

@@ -171,6 +171,8 @@ class Trainer:
                 getattr(callback, hook)(self, *args)
             except Exception as error:  # noqa: BLE001 - raised below, after the other callbacks
                 errors.append(error)
+        for later in errors[1:]:
+            self.log(f"warning: another callback also failed in {hook}: {type(later).__name__}: {later}")
         if errors:
             raise errors[0]
 
