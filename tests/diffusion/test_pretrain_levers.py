@@ -113,6 +113,43 @@ def test_augmented_pretraining_draws_each_epoch_and_keeps_what_misfits(tmp_path,
     assert config["augment"] == "random-smiles"
 
 
+# ------------------------------------------------------------------------ continued pretraining
+def test_init_from_starts_from_a_model_folders_weights(tmp_path):
+    """With lr 0 and no EMA, a run started from a model folder keeps its weights exactly; its log records
+    where it started."""
+    data = tmp_path / "train.fasta"
+    rng = np.random.default_rng(0)
+    data.write_text("".join(f">s{i}\n{''.join(rng.choice(list('ACGT'), 12))}\n" for i in range(60)))
+    r = invoke("pretrain", "--data", data, "--out", tmp_path / "first", "--set", "epochs=1", *TINY)
+    assert r.exit_code == 0, r.output
+    r = invoke("pretrain", "--data", data, "--out", tmp_path / "second", "--set", "epochs=1", "--set", "lr=0",
+               "--set", f"init_from={tmp_path / 'first' / 'model'}", "--set", "seed=5", *TINY)
+    assert r.exit_code == 0, r.output
+    first, second = (MaskedDiffusion.load(tmp_path / name / "model") for name in ("first", "second"))
+    assert first.weights_sha256() == second.weights_sha256()
+    assert second.metadata["config"]["init_from"] == str(tmp_path / "first" / "model")
+    r = invoke("pretrain", "--data", data, "--out", tmp_path / "third", "--set", "epochs=1",
+               "--set", f"init_from={tmp_path / 'first' / 'model'}", "--set", "seed=5", *TINY)
+    assert r.exit_code == 0, r.output
+    assert MaskedDiffusion.load(tmp_path / "third" / "model").weights_sha256() != first.weights_sha256()
+
+
+@pytest.mark.parametrize("start, message", [
+    ("missing", "init_from: {tmp}/missing is not a model folder (no config.json there)"),
+    ("first/model", "init_from: {tmp}/first/model is not the model these settings and data build (backbone: "),
+])
+def test_init_from_a_folder_that_does_not_fit_fails_before_the_run_folder(tmp_path, start, message):
+    data = tmp_path / "train.fasta"
+    data.write_text("".join(f">s{i}\nACGTACGTAC\n" for i in range(40)))
+    r = invoke("pretrain", "--data", data, "--out", tmp_path / "first", "--set", "epochs=1", *TINY)
+    assert r.exit_code == 0, r.output
+    r = invoke("pretrain", "--data", data, "--out", tmp_path / "second", "--set", "epochs=1",
+               "--set", f"init_from={tmp_path / start}", *TINY, "--set", "model.hidden=16")
+    assert r.exit_code != 0
+    assert message.format(tmp=tmp_path) in " ".join(r.output.split())
+    assert not (tmp_path / "second").exists()
+
+
 # --------------------------------------------------------------------------- how much data
 def test_train_sequences_takes_a_seeded_subset_of_data(tmp_path):
     data = tmp_path / "train.fasta"

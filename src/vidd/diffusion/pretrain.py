@@ -3,7 +3,8 @@
 The levers of a pretrained model are settings (docs/config.md): the network's size (`model.*`), time
 conditioning (`model.time_conditioned`), the noise schedule (`model.schedule`), how long it trains (`epochs`),
 how much data it sees (`train_sequences`) and, for molecules, SMILES randomisation (`augment`). The number of
-sampling steps is the sampler's (`vidd sample --steps`, `vidd model-report --steps`)."""
+sampling steps is the sampler's (`vidd sample --steps`, `vidd model-report --steps`). `init_from` continues
+pretraining a model folder (more data or steps on top of an existing model)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,9 @@ class ModelConfig:
 @dataclass
 class PretrainConfig:
     model: ModelConfig = option(ModelConfig(), "network and noise schedule")
+    init_from: str = option(
+        "", "a model folder whose weights start the network and its EMA (continued pretraining); its network, "
+            "schedule, alphabet and length must be those model.* and the data give ('': random initialisation)")
     train_sequences: int = option(
         0, "train on a seeded subset of this many training sequences (0: the data's default: all of --data, the "
            "task's own choice with --task, e.g. 200,000 MOSES molecules for moses-qed; -1: all of them)")
@@ -86,6 +90,8 @@ class PretrainConfig:
                               f"{self.train_sequences}")
         if self.augment_workers < 1:
             raise ConfigError(f"augment_workers: must be >= 1, got {self.augment_workers}")
+        if self.init_from and not (Path(self.init_from) / "config.json").is_file():
+            raise ConfigError(f"init_from: {self.init_from} is not a model folder (no config.json there)")
 
 
 def _bits_per_token(model: MaskedDiffusion, seqs: torch.Tensor, generator) -> float:
@@ -93,6 +99,18 @@ def _bits_per_token(model: MaskedDiffusion, seqs: torch.Tensor, generator) -> fl
     with torch.no_grad():
         nelbo = chunked(lambda s: model.loss(s.to(model.device), generator), seqs, size=256)
     return float(nelbo.mean() / seqs.shape[1] / math.log(2))
+
+
+def _starting_weights(folder: str, model: MaskedDiffusion) -> dict:
+    """The weights of the model folder `folder`, checked to fit `model` (the network the settings build)."""
+    start = MaskedDiffusion.load(folder)
+    ours, theirs = model.spec(), start.spec()
+    differing = [key for key in ("chain", "alphabet", "length", "backbone", "schedule") if ours[key] != theirs[key]]
+    if differing:
+        detail = "; ".join(f"{key}: the settings give {ours[key]}, {folder} has {theirs[key]}" for key in differing)
+        raise ConfigError(f"init_from: {folder} is not the model these settings and data build ({detail}); set "
+                          f"model.* to its network, e.g. from its config.json")
+    return start.state_dict()
 
 
 def pretrain(config: PretrainConfig, alphabet: Alphabet, train: list[str], valid: list[str],
@@ -108,14 +126,17 @@ def pretrain(config: PretrainConfig, alphabet: Alphabet, train: list[str], valid
         raise ConfigError(f"augment: {config.augment} randomises molecules and needs a SELFIES corpus (--task "
                           f"moses-qed, or --data FILE.smi); this corpus's alphabet is {alphabet.name}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(config.threads)
     x_train = alphabet.encode(train, length)
     length = x_train.shape[1]
     x_valid = alphabet.encode(valid, length)
     torch.manual_seed(config.seed)
-    model = config.model.build(alphabet, length).to(config.device)
+    model = config.model.build(alphabet, length)
+    if config.init_from and not resume:
+        model.load_state_dict(_starting_weights(config.init_from, model))
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.to(config.device)
     ema = copy.deepcopy(model) if config.ema > 0 else model
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, len(x_train) // config.batch_size)
