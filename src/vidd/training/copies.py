@@ -109,17 +109,8 @@ class ModelCopies:
 
     def _with_adapters(self, base: MaskedDiffusion) -> MaskedDiffusion:
         """A copy of `base` sharing its weight tensors, with LoRA adapters in the target layers of its LM."""
-        peft = require("peft", "lora", "LoRA fine-tuning (model.finetune=lora)")
-        shared = {id(t): t for t in (*base.parameters(), *base.buffers())}
-        model = copy.deepcopy(base, shared)
-        cfg = self.config
-        lora = peft.LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
-                               target_modules=cfg.lora_target_modules or "all-linear")
-        try:
-            peft.inject_adapter_in_model(lora, model.backbone.lm, ADAPTER)
-        except ValueError as e:
-            raise ConfigError(f"model.lora_target_modules: {cfg.lora_target_modules or 'all-linear'} "
-                              f"does not fit the {model.backbone.config.architecture} LM ({e})") from None
+        model = sharing_weights(base)
+        inject_adapters(model.backbone.lm, self.config)
         for p in adapter_parameters(model).values():  # PEFT makes them in the base's dtype; they train in fp32
             p.data = p.data.float()
         return model
@@ -205,26 +196,30 @@ def check_model_settings(model: MaskedDiffusion, config: ModelConfig) -> None:
                           f"has no layer list whose blocks could be recomputed")
 
 
-#: the layer types PEFT's LoRA adapts (transformers' GPT-2-style Conv1D by name)
-LORA_LAYERS = (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MultiheadAttention)
+def sharing_weights(module: nn.Module) -> nn.Module:
+    """A copy of `module` that shares its weight tensors (its own structure, the same memory)."""
+    return copy.deepcopy(module, {id(t): t for t in (*module.parameters(), *module.buffers())})
+
+
+def inject_adapters(lm: nn.Module, config: ModelConfig) -> None:
+    """LoRA adapters in the layers of `lm` that `lora_target_modules` names, by PEFT's own rules (all-linear when
+    empty); a target PEFT cannot use is a ConfigError naming the LM's layer types."""
+    peft = require("peft", "lora", "LoRA fine-tuning (model.finetune=lora)")
+    targets = config.lora_target_modules
+    lora = peft.LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules=targets or "all-linear")
+    try:
+        peft.inject_adapter_in_model(lora, lm, ADAPTER)
+    except ValueError as e:
+        layers = sorted({type(m).__name__ for m in lm.modules()} - {type(lm).__name__})
+        raise ConfigError(f"model.lora_target_modules: {targets or 'all-linear (every linear layer)'} does not fit "
+                          f"the {type(lm).__name__} LM: {e} (its layer types: {', '.join(layers)}); name its layers "
+                          f"by name or name suffix, e.g. [query, value]") from None
 
 
 def check_lora_targets(lm: nn.Module, config: ModelConfig) -> None:
-    """That `lora_target_modules` names layers of the LM that PEFT can adapt (checked before a run starts, without
-    building adapters; PEFT's own check follows when they are built)."""
-    targets = config.lora_target_modules
-    if targets:
-        found = [m for name, m in lm.named_modules() if any(name == t or name.endswith("." + t) for t in targets)]
-    else:  # PEFT's all-linear: every linear layer but the output layer
-        found = [m for m in lm.modules() if isinstance(m, nn.Linear)][:-1]
-    unsupported = sorted({type(m).__name__ for m in found
-                          if not isinstance(m, LORA_LAYERS) and type(m).__name__ != "Conv1D"})
-    if not found or unsupported:
-        problem = f"matches layers PEFT cannot adapt ({', '.join(unsupported)})" if found else "matches no layer"
-        layers = sorted({type(m).__name__ for m in lm.modules()} - {type(lm).__name__})
-        raise ConfigError(f"model.lora_target_modules: {targets or 'all-linear (every linear layer)'} {problem} in "
-                          f"the {type(lm).__name__} LM (its layer types: {', '.join(layers)}); name its layers by "
-                          f"name or name suffix, e.g. [query, value]")
+    """That PEFT can put adapters where `lora_target_modules` says, tried on a weight-sharing copy of the LM
+    (the adapters it builds are small), before a run starts."""
+    inject_adapters(sharing_weights(lm), config)
 
 
 # ---------------------------------------------------------------------- adapters
