@@ -72,7 +72,8 @@ for name in $VARIANTS; do
   else
     # shellcheck disable=SC2086  # word splitting of the settings is intended
     mapfile -t args < <(sets $BASE ${LEVERS[$name]} device=$DEVICE $TOY)
-    echo "${LEVERS[$name]:-the committed recipe}" > "$dir/settings.txt"
+    # shellcheck disable=SC2086  # unquoted: the settings on one line
+    echo ${LEVERS[$name]:-the committed recipe} > "$dir/settings.txt"
     if [[ -f "$dir/TRAINED" ]]; then
       echo "$name: trained before, skipped"
     else

@@ -44,15 +44,14 @@ def assert_png(path: Path) -> None:
 @pytest.mark.slow
 def test_molecule_prior_levers_script_trains_reports_and_tabulates(tmp_path):
     out = tmp_path / "levers"
-    variants = {"VARIANTS": "committed random-smiles time-conditioned continued"}
+    variants = {"VARIANTS": "committed random-smiles continued"}
     first = run_script("molecule_prior_levers.sh", out, tmp_path, **variants)
     assert "random-smiles: pretraining" in first and "committed: model report at 8 steps" in first
     table = (out / "table.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ") and "variant" not in line]
-    assert [row.split(" | ")[0] for row in rows] == ["| committed", "| random-smiles", "| time-conditioned",
-                                                     "| continued"]
+    assert [row.split(" | ")[0] for row in rows] == ["| committed", "| random-smiles", "| continued"]
     assert all(row.count("| - ") == 0 for row in rows[1:]), table  # every number there for the trained ones
-    assert "`augment=random-smiles augment_workers=1`" in table and "`model.time_conditioned=true`" in table
+    assert "`augment=random-smiles augment_workers=1`" in table and "`init_from=" in table
     assert (out / "random-smiles" / "TRAINED").is_file() and (out / "random-smiles" / "model").is_dir()
     continued = MaskedDiffusion.load(out / "continued" / "model").metadata["config"]
     assert continued["init_from"] == f"{tmp_path / 'assets'}/moses/pretrained"
