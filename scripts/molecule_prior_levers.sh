@@ -20,7 +20,7 @@ PYTHON=${PYTHON:-python}
 DEVICE=${DEVICE:-cpu}
 WORKERS=${WORKERS:-$(nproc)}
 HERE=$(cd "$(dirname "$0")" && pwd)
-ASSETS=${VIDD_ASSETS:-$HERE/../src/vidd/assets}
+ASSETS=${VIDD_ASSETS:-src/vidd/assets}  # run from the repository root
 
 # the committed model's recipe (src/vidd/assets/MANIFEST.json): 3.19M parameters, 200,000 molecules, 19,500 steps
 BASE="model.backbone=transformer model.hidden=256 model.layers=4 model.heads=8 batch_size=512 lr=2e-3

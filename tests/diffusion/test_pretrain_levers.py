@@ -115,8 +115,8 @@ def test_augmented_pretraining_draws_each_epoch_and_keeps_what_misfits(tmp_path,
 
 # ------------------------------------------------------------------------ continued pretraining
 def test_init_from_starts_from_a_model_folders_weights(tmp_path):
-    """With lr 0 and no EMA, a run started from a model folder keeps its weights exactly; its log records
-    where it started."""
+    """With lr 0 and no EMA, a run started from a model folder keeps its weights exactly; its log starts with
+    the starting model's validation and its config records where it started."""
     data = tmp_path / "train.fasta"
     rng = np.random.default_rng(0)
     data.write_text("".join(f">s{i}\n{''.join(rng.choice(list('ACGT'), 12))}\n" for i in range(60)))
@@ -127,6 +127,9 @@ def test_init_from_starts_from_a_model_folders_weights(tmp_path):
     assert r.exit_code == 0, r.output
     first, second = (MaskedDiffusion.load(tmp_path / name / "model") for name in ("first", "second"))
     assert first.weights_sha256() == second.weights_sha256()
+    log = [json.loads(line) for line in (tmp_path / "second" / "log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in log] == [0, 3]  # the starting model's validation first
+    assert log[0]["val_bits_per_token"] == pytest.approx(log[1]["val_bits_per_token"])
     assert second.metadata["config"]["init_from"] == str(tmp_path / "first" / "model")
     r = invoke("pretrain", "--data", data, "--out", tmp_path / "third", "--set", "epochs=1",
                "--set", f"init_from={tmp_path / 'first' / 'model'}", "--set", "seed=5", *TINY)

@@ -196,6 +196,8 @@ def pretrain(config: PretrainConfig, alphabet: Alphabet, train: list[str], valid
         }, state_path)
         return val_bits
 
+    if config.init_from and not resume:  # the learning curve starts at the model trained on
+        log(f"step 0 (from {config.init_from}): validation {evaluate_and_save():.4f} bits/token")
     bar = tqdm(total=total_steps, initial=step, desc="pretrain", mininterval=5.0)
     model.train()
     while step < total_steps:
