@@ -113,9 +113,27 @@ def test_dead_worker_is_replaced(tmp_path):
         assert reward(["dddd"]).tolist() == [4.0]
 
 
+def test_start_timeout_gives_a_new_workers_first_batch_time_to_build_its_reward():
+    factory = functools.partial(SlowReward, 30, build_seconds=2)
+    metadata = {"name": "slow", "higher_is_better": True}  # the parent never builds it
+    with ParallelReward(factory, config(batch_size=1, retries=0, timeout=1, start_timeout=15), **metadata) as reward:
+        assert reward(["a", "bb", "ccc"]).tolist() == [1.0, 2.0, 3.0]  # each worker built within 1 + 15 s
+        start = time.monotonic()
+        with pytest.raises(RewardExecutorError) as info:
+            reward(["slow"])  # a started worker's batch has `timeout` only
+        assert time.monotonic() - start < 5
+        assert "did not finish within 1 s'" in str(info.value) and "start_timeout" not in str(info.value)
+    with (ParallelReward(factory, config(batch_size=1, retries=1, timeout=1), **metadata) as reward,
+          pytest.raises(RewardExecutorError, match=r"within 1 s \(timeout 1 s \+ start_timeout 0 s\).*raise "
+                                                   r"executor.start_timeout")):
+        reward(["a"])  # building takes 2 s: every new worker's first batch runs out of time
+
+
 def test_serial_timeout_is_checked_after_the_batch():
-    with ParallelReward(functools.partial(SlowReward, 0.4), config("serial", retries=0, timeout=0.2)) as reward:
-        assert reward(["a"]).tolist() == [1.0]
+    slow_to_build = functools.partial(SlowReward, 0.4, build_seconds=0.4)
+    with ParallelReward(slow_to_build, config("serial", retries=0, timeout=0.2), name="slow",
+                        higher_is_better=True) as reward:
+        assert reward(["a"]).tolist() == [1.0]  # building the reward is not timed
         with pytest.raises(RewardExecutorError, match="took"):
             reward(["slow"])
 
@@ -166,6 +184,8 @@ def test_bad_factories_and_configs():
         assert reward(["s:1", "s:2"]).tolist() == [1.0, 2.0]
     with pytest.raises(ConfigError, match="batch_size"):
         ExecutorConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="start_timeout: must be >= 0"):
+        ExecutorConfig(timeout=5, start_timeout=-1)
     with pytest.raises(ConfigError, match="cpus_per_worker"):
         ExecutorConfig(kind="ray", cpus_per_worker=0)
     assert ExecutorConfig().n_workers == (os.cpu_count() or 1)

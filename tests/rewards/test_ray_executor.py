@@ -91,13 +91,15 @@ def test_failure_policy_after_retries(tmp_path):
 
 
 def test_timed_out_batch_kills_its_actor_and_is_retried(tmp_path):
-    timeout = 10  # above an actor's start (a new process importing vidd) on a loaded machine
-    factory = functools.partial(SlowReward, 120, once=str(tmp_path / "m"))
-    with ParallelReward(factory, config(batch_size=1, retries=1, timeout=timeout)) as reward:
+    """Each actor takes longer to start and build its reward than `timeout`: `start_timeout` covers that."""
+    timeout, start_timeout = 3, 60
+    factory = functools.partial(SlowReward, 120, once=str(tmp_path / "m"), build_seconds=timeout + 1)
+    with ParallelReward(factory, config(batch_size=1, retries=1, timeout=timeout, start_timeout=start_timeout),
+                        name="slow", higher_is_better=True) as reward:
         assert reward(["a", "bb"]).tolist() == [1.0, 2.0]  # both actors started
         start = time.monotonic()
         assert reward(["a", "slow", "bb", "ccc"]).tolist() == [1.0, 4.0, 2.0, 3.0]
-        assert timeout <= time.monotonic() - start < 2 * timeout  # the retry ran on a fresh actor
+        assert timeout <= time.monotonic() - start < timeout + start_timeout  # the retry ran on a fresh actor
         assert reward(["dddd"]).tolist() == [4.0]
 
 

@@ -75,12 +75,14 @@ class BrokenReward(Reward):
 
 
 class SlowReward(Reward):
-    """Sleeps `seconds` on batches containing 'slow' (only the first time when `once` is a marker path)."""
+    """Sleeps `seconds` on batches containing 'slow' (only the first time when `once` is a marker path), and
+    `build_seconds` when built (a model or a receptor's maps loading)."""
 
     name = "slow"
 
-    def __init__(self, seconds, once=None):
+    def __init__(self, seconds, once=None, build_seconds=0.0):
         self.seconds, self.once = seconds, once
+        time.sleep(build_seconds)
 
     def score(self, seqs):
         if "slow" in seqs and not (self.once and os.path.exists(self.once)):

@@ -56,8 +56,12 @@ class ExecutorConfig:
     retries: int = option(1, "extra attempts for a batch that raised, timed out or lost its worker, before "
                              "the call fails")
     timeout: float = option(
-        0.0, "seconds a batch may run before it is abandoned and retried (0: no limit); on the first batch "
-             "of a worker this includes building the reward (and, on Ray, starting the actor)")
+        0.0, "seconds a batch may run before it is abandoned and retried (0: no limit); a new worker's "
+             "first batch gets `start_timeout` more")
+    start_timeout: float = option(
+        0.0, "with `timeout`: extra seconds for the first batch of each new worker (after the first call, a "
+             "crash or a timeout), which also starts the worker (a process, or a Ray actor) and builds its "
+             "reward, e.g. loads a model or a receptor's maps")
     start_method: Literal["spawn", "forkserver", "fork"] = option(
         "spawn", "`process`: how worker processes start; `fork` starts faster but is unsafe once the parent "
                  "uses CUDA or threads")
@@ -75,7 +79,7 @@ class ExecutorConfig:
 
     def __post_init__(self):
         for name, low in (("workers", 0), ("batch_size", 1), ("retries", 0), ("timeout", 0),
-                          ("gpus_per_worker", 0)):
+                          ("start_timeout", 0), ("gpus_per_worker", 0)):
             value = getattr(self, name)
             if value < low:
                 raise ConfigError(f"executor.{name}: must be >= {low}, got {value!r}")
@@ -130,8 +134,9 @@ class BatchExecutor(ABC):
     capacity: int = 1  # batches in flight at once
 
     @abstractmethod
-    def submit(self, seqs: list[str], timeout: float) -> Future:
-        """Start scoring one batch; the Future resolves to an array of len(seqs) values."""
+    def submit(self, seqs: list[str], timeout: float) -> tuple[Future, bool]:
+        """Start scoring one batch; the Future resolves to an array of len(seqs) values. The flag: the batch
+        goes to a new worker, which starts and builds its reward first (`ExecutorConfig.start_timeout`)."""
 
     @abstractmethod
     def abandon(self, futures: list[Future]) -> list[Future]:
@@ -155,20 +160,21 @@ class SerialExecutor(BatchExecutor):
 
     def submit(self, seqs, timeout):
         future: Future = Future()
-        start = time.monotonic()
+        new_worker = self.reward is None
         try:
-            if self.reward is None:
+            if new_worker:
                 self.reward = as_reward(self.factory())
+            start = time.monotonic()  # building the reward is not timed: it cannot be interrupted either
             values = self.reward(seqs)
         except Exception as e:  # noqa: BLE001 - user code: the failure goes to the retry logic
             future.set_exception(e)
-            return future
+            return future, new_worker
         elapsed = time.monotonic() - start
         if timeout > 0 and elapsed > timeout:
             future.set_exception(BatchTimeout(f"batch of {len(seqs)} took {elapsed:.3g} s (timeout {timeout:g} s)"))
         else:
             future.set_result(values)
-        return future
+        return future, new_worker
 
     def abandon(self, futures):
         return []
@@ -180,31 +186,36 @@ class SerialExecutor(BatchExecutor):
 class ProcessExecutor(BatchExecutor):
     """A `concurrent.futures.ProcessPoolExecutor`, created on first use and kept across calls (so workers
     keep their reward). A running task cannot be cancelled, so abandoning one kills the pool's workers;
-    the pool is recreated on the next submit."""
+    the pool is recreated on the next submit. The first `capacity` batches of a pool count as new workers'
+    first batches (at most `capacity` are in flight, so each of them waits for a worker to start)."""
 
     def __init__(self, key: str, blob: bytes, workers: int, start_method: str):
         self.key, self.blob = key, blob
         self.capacity = workers
         self.start_method = start_method
         self.pool: ProcessPoolExecutor | None = None
+        self.unstarted = 0  # workers of the pool that have not been given a batch yet
         self.in_flight: set[Future] = set()
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.capacity, mp_context=multiprocessing.get_context(self.start_method),
-                                   initializer=_install_factory, initargs=(self.key, self.blob))
+    def _start_pool(self) -> None:
+        self.pool = ProcessPoolExecutor(self.capacity, mp_context=multiprocessing.get_context(self.start_method),
+                                        initializer=_install_factory, initargs=(self.key, self.blob))
+        self.unstarted = self.capacity
 
     def submit(self, seqs, timeout):
         if self.pool is None:
-            self.pool = self._new_pool()
+            self._start_pool()
         try:
             future = self.pool.submit(_score_batch, self.key, seqs)
         except BrokenProcessPool:  # a worker died (killed, segfault, out of memory): start afresh
             self._kill()
-            self.pool = self._new_pool()
+            self._start_pool()
             future = self.pool.submit(_score_batch, self.key, seqs)
         self.in_flight.add(future)
         future.add_done_callback(self.in_flight.discard)
-        return future
+        new_worker = self.unstarted > 0
+        self.unstarted -= new_worker
+        return future, new_worker
 
     def abandon(self, futures):
         given = set(futures)
@@ -350,11 +361,12 @@ class RayExecutor(BatchExecutor):
         if not self.connected:  # closed, then called again
             self._connect()
         slot = self._slot()
-        if self.actors[slot] is None:
+        new_worker = self.actors[slot] is None
+        if new_worker:
             self.actors[slot] = self._new_actor()
         future = self.actors[slot].score.remote(seqs).future()
         self.pending[slot].append(future)
-        return future
+        return future, new_worker
 
     def abandon(self, futures):
         given = set(futures)
@@ -443,7 +455,7 @@ class ParallelReward(Reward):
         results: list[np.ndarray | None] = [None] * len(batches)
         attempts = [0] * len(batches)
         queue = deque(range(len(batches)))
-        running: dict[Future, tuple[int, float]] = {}  # future -> (batch index, deadline)
+        running: dict[Future, tuple[int, float, bool]] = {}  # future -> (batch index, deadline, on a new worker)
 
         def failed(i: int, error: BaseException) -> None:
             if attempts[i] <= cfg.retries:
@@ -463,13 +475,14 @@ class ParallelReward(Reward):
                 while queue and len(running) < self.executor.capacity:
                     i = queue.popleft()
                     attempts[i] += 1
-                    deadline = time.monotonic() + cfg.timeout if cfg.timeout > 0 else math.inf
-                    running[self.executor.submit(batches[i], cfg.timeout)] = (i, deadline)
-                next_deadline = min(d for _, d in running.values())
+                    future, new_worker = self.executor.submit(batches[i], cfg.timeout)
+                    allowed = cfg.timeout + (cfg.start_timeout if new_worker else 0.0)
+                    running[future] = (i, time.monotonic() + allowed if cfg.timeout > 0 else math.inf, new_worker)
+                next_deadline = min(d for _, d, _ in running.values())
                 wait_s = None if next_deadline == math.inf else max(0.0, next_deadline - time.monotonic())
                 done, _ = wait(list(running), timeout=wait_s, return_when=FIRST_COMPLETED)
                 for future in done:
-                    i, _ = running.pop(future)
+                    i, _, _ = running.pop(future)
                     try:
                         values = np.asarray(future.result(), dtype=np.float64).reshape(-1)
                         if values.shape[0] != len(batches[i]):
@@ -479,21 +492,30 @@ class ParallelReward(Reward):
                     else:
                         results[i] = values
                 now = time.monotonic()
-                late = [f for f, (_, deadline) in running.items() if deadline <= now]
+                late = [f for f, (_, deadline, _) in running.items() if deadline <= now]
                 if late:
                     for f in self.executor.abandon(late):  # innocent batches lost with the pool: run again
                         if f in running:
-                            i, _ = running.pop(f)
+                            i, _, _ = running.pop(f)
                             attempts[i] -= 1
                             queue.appendleft(i)
                     for f in late:
-                        i, _ = running.pop(f)
-                        failed(i, BatchTimeout(f"batch of {len(batches[i])} did not finish within {cfg.timeout:g} s"))
+                        i, _, new_worker = running.pop(f)
+                        failed(i, BatchTimeout(self._timeout_message(len(batches[i]), new_worker)))
         except BaseException:  # a batch failed for good, or KeyboardInterrupt: stop the work still running
             if running:
                 self.executor.abandon(list(running))
             raise
         return np.concatenate(results) if results else np.zeros(0)
+
+    def _timeout_message(self, size: int, new_worker: bool) -> str:
+        cfg = self.config
+        if not new_worker:
+            return f"batch of {size} did not finish within {cfg.timeout:g} s"
+        return (f"batch of {size} did not finish within {cfg.timeout + cfg.start_timeout:g} s (timeout "
+                f"{cfg.timeout:g} s + start_timeout {cfg.start_timeout:g} s): it was a new worker's first batch, "
+                "which also starts the worker and builds its reward; if that takes long, raise "
+                "executor.start_timeout")
 
     # -- lifetime ----------------------------------------------------------------------------------
 
