@@ -44,8 +44,8 @@ fi
 CALLS=$("$PYTHON" -c "import json, sys; print(json.load(open(sys.argv[1]))['reward_calls'])" "$run/final_eval.json")
 echo "VIDD made $CALLS training-reward calls"
 
-# 2. the other methods at VIDD's calls, 3. Best-of-32 (bench skips what is done and resumes what is not)
-$VIDD bench "$TASK" --methods ddpo,best-of-n,pretrained --budget "$CALLS" --samples "$SAMPLES" --preset quick \
+# 2. the other methods at VIDD's calls, cheapest first, 3. Best-of-32 (bench skips what is done and resumes what is not)
+$VIDD bench "$TASK" --methods pretrained,best-of-n,ddpo --budget "$CALLS" --samples "$SAMPLES" --preset quick \
   --out "$OUT/equal-calls" "${SETTINGS[@]}"
 $VIDD bench "$TASK" --methods best-of-n --budget $((32 * SAMPLES)) --samples "$SAMPLES" --preset quick \
   --out "$OUT/best-of-32" "${SETTINGS[@]}"
