@@ -23,7 +23,8 @@ ROWS = (("pretrained", "pretrained", "equal-calls/runs/pretrained/seed0", None),
         ("Best-of-N, VIDD's calls", "best-of-n", "equal-calls/runs/best-of-n/seed0", "equal-calls"),
         ("Best-of-32", "best-of-32", "best-of-32/runs/best-of-n/seed0", "best-of-32"))
 HEADINGS = {"docking_median": "docking median (exh. 8) ↑", "docking_top10": "docking top 10% (exh. 8) ↑",
-            "nll_median": "NLL ↓", "int_div": "int. div.", "reward_calls": "training-reward calls"}
+            "docking_failures": "not docked (exh. 8)", "nll_median": "NLL ↓", "int_div": "int. div.",
+            "reward_calls": "training-reward calls"}
 
 
 def evaluation(folder: Path) -> dict | None:

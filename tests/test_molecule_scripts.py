@@ -5,6 +5,8 @@ moses-qed, QED standing in for docking). Each runs twice: the second run skips e
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +20,7 @@ pytest.importorskip("selfies", reason="molecules need the [chem] extra: pip inst
 from support.fake_moses import write_fake_moses_asset  # noqa: E402
 
 from vidd.diffusion.masked import MaskedDiffusion  # noqa: E402
+from vidd.tasks import Task  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_VIDD = f"{sys.executable} {ROOT / 'tests' / 'support' / 'fake_moses_cli.py'}"
@@ -78,3 +81,22 @@ def test_parp1_table_script_runs_every_method_and_resumes(tmp_path):
     second = run_script("parp1_table.sh", out, tmp_path)
     assert "VIDD: finished before, skipped" in second and "ddpo seed 0: done before, skipped" in second
     assert (out / "table.md").read_text() == table
+
+
+def test_parp1_table_shows_the_molecules_not_docked_and_the_rows_still_missing(tmp_path):
+    """The table on hand-written results (no docking): the failures column beside the docking median, which leaves
+    them out, and a row per part that has not run."""
+    spec = importlib.util.spec_from_file_location("parp1_table", ROOT / "scripts" / "parp1_table.py")
+    parp1_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(parp1_table)
+    (tmp_path / "vidd").mkdir()
+    (tmp_path / "vidd" / "final_eval.json").write_text(json.dumps(
+        {"n": 64, "docking_median": 9.25, "docking_top10": 11.5, "docking_failures": 3, "QED": 0.5, "SA": 3.25,
+         "nll_median": 40.0, "validity": 1.0, "uniqueness": 1.0, "novelty": 1.0, "int_div": 0.75, "reward_calls": 700}))
+    table = parp1_table.table(tmp_path, Task.get("parp1-docking"))
+    header = next(line for line in table.splitlines() if line.startswith("| method |"))
+    assert header.startswith("| method | n | docking median (exh. 8) ↑ | docking top 10% (exh. 8) ↑ | "
+                             "not docked (exh. 8) | QED | SA | NLL ↓ |")
+    assert "| VIDD (the quick preset) | 64 | 9.25 | 11.5 | 3 | 0.5 | 3.25 | 40 | 1 | 1 | 1 | 0.75 | 700 |" in table
+    for missing in ("pretrained", "DDPO, VIDD's calls", "Best-of-N, VIDD's calls", "Best-of-32"):
+        assert f"| {missing} | not run yet |" in table

@@ -301,8 +301,8 @@ class PARP1Docking(MoleculeTask):
     another seed, so a molecule that only fooled the cheap search does not count."""
 
     name = "parp1-docking"
-    table_metrics = ("docking_median", "docking_top10", "QED", "SA", "nll_median", "validity", "uniqueness",
-                     "novelty", "int_div")
+    table_metrics = ("docking_median", "docking_top10", "docking_failures", "QED", "SA", "nll_median", "validity",
+                     "uniqueness", "novelty", "int_div")
     target = "PARP1"
     reward_label = "docking score, -Vina kcal/mol (training: exhaustiveness 1)"
     eval_label = "exh. 8"
