@@ -7,6 +7,7 @@
 #   bash scripts/molecule_prior_levers.sh [OUT]            # default OUT: runs/molecule-levers
 #   DEVICE=cuda bash scripts/molecule_prior_levers.sh      # on a GPU (hours); on 2 CPU cores: days
 #   SMOKE=1 bash scripts/molecule_prior_levers.sh OUT      # the same pipeline with toy models and 32 samples
+#   Relative paths are taken from the repository root, wherever the script is run from.
 #
 # Resumable: rerun the same command. A trained variant (OUT/NAME/TRAINED) and a written report are skipped, an
 # interrupted pretraining resumes from OUT/NAME/state.pt. Environment: VIDD (the command, default `vidd`),
@@ -19,8 +20,8 @@ VIDD=${VIDD:-vidd}
 PYTHON=${PYTHON:-python}
 DEVICE=${DEVICE:-cpu}
 WORKERS=${WORKERS:-$(nproc)}
-HERE=$(cd "$(dirname "$0")" && pwd)
-ASSETS=${VIDD_ASSETS:-src/vidd/assets}  # run from the repository root
+cd "$(dirname "$0")/.."  # relative paths (OUT, VIDD_ASSETS) are taken from the repository root
+ASSETS=${VIDD_ASSETS:-src/vidd/assets}
 
 # the committed model's recipe (src/vidd/assets/MANIFEST.json): 3.19M parameters, 200,000 molecules, 19,500 steps
 BASE="model.backbone=transformer model.hidden=256 model.layers=4 model.heads=8 batch_size=512 lr=2e-3
@@ -98,5 +99,5 @@ for name in $VARIANTS; do
       --json "$report" > "$dir/report-${steps}steps.log" 2>&1
   done
 done
-"$PYTHON" "$HERE/molecule_lever_table.py" "$OUT" $VARIANTS > "$OUT/table.md"
+"$PYTHON" scripts/molecule_lever_table.py "$OUT" $VARIANTS > "$OUT/table.md"
 cat "$OUT/table.md"
