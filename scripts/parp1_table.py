@@ -2,7 +2,9 @@
 VIDD's docking calls, Best-of-32) from the runs' final evaluations, and a grid image of each method's 12 best
 designs by training reward (OUT/grids/). The fine-tuning runs' per-molecule scores are their samples/final.tsv;
 the sampling rows' samples are scored once here with the training reward (for parp1-docking: docked at
-exhaustiveness 1; cached in the cell's scores.tsv).
+exhaustiveness 1; cached in the cell's scores.tsv). Where the per-molecule held-out scores exist (`eval_reward`;
+the samples files of bench cells carry them), the last column is their median with a 95% bootstrap
+interval over the molecules.
 
     python scripts/parp1_table.py OUT [--task parp1-docking]     # markdown on stdout
 """
@@ -13,7 +15,10 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 from vidd.core.seqio import read_table, write_table
+from vidd.eval.benchstats import bootstrap_interval
 from vidd.tasks import Task
 
 #: (row, its grid's file name, folder under OUT, the bench folder whose budget sets Best-of-N's N)
@@ -35,16 +40,27 @@ def evaluation(folder: Path) -> dict | None:
 
 
 def scores(task, folder: Path) -> dict | None:
-    """Per-molecule scores: a fine-tuning run's samples/final.tsv, else the cell's samples scored (scores.tsv)."""
+    """Per-molecule scores: a fine-tuning run's samples/final.tsv, else the cell's samples scored (scores.tsv)
+    with the held-out scores its samples file carries (`eval_reward`)."""
     final = folder / "samples" / "final.tsv"
     if final.is_file():
         return read_table(final)
     cached, samples = folder / "scores.tsv", folder / f"samples{task.sample_suffix}"
+    if not samples.is_file():
+        return None
     if not cached.is_file():
-        if not samples.is_file():
-            return None
         write_table(cached, task.score_table(task.read_samples(samples)))
-    return read_table(cached)
+    held_out = {k: v for k, v in read_table(samples).items() if k.startswith("eval_reward")}
+    return {**read_table(cached), **held_out}
+
+
+def median_interval(per_molecule: dict | None) -> str:
+    """The held-out score's median over the row's molecules (failures left out) [its 95% bootstrap interval]."""
+    if not per_molecule or "eval_reward" not in per_molecule:
+        return "-"
+    values = np.array(per_molecule["eval_reward"], dtype=float)
+    median, low, high = bootstrap_interval(values[np.isfinite(values)], statistic=np.median)
+    return f"{median:.3g} [{low:.3g}, {high:.3g}]"
 
 
 def label(name: str, plan_folder: Path | None) -> str:
@@ -56,8 +72,11 @@ def label(name: str, plan_folder: Path | None) -> str:
 
 def table(out: Path, task) -> str:
     keys = [*task.table_metrics, "reward_calls"]
-    lines = [f"Task `{task.name}`; each row's final molecules (`n`), metrics of docs/tasks/molecules.md.", "",
-             "| method | n | " + " | ".join(HEADINGS.get(k, k) for k in keys) + " |", "|---" * (len(keys) + 2) + "|"]
+    lines = [f"Task `{task.name}`; each row's final molecules (`n`), metrics of docs/tasks/molecules.md; `median "
+             f"[95%]`: the held-out score's median with a bootstrap interval over the row's molecules (one run per "
+             f"method, so no interval over seeds; `-`: no per-molecule held-out scores).", "",
+             "| method | n | " + " | ".join(HEADINGS.get(k, k) for k in keys) + " | median [95%] |",
+             "|---" * (len(keys) + 3) + "|"]
     grids = []
     (out / "grids").mkdir(exist_ok=True)
     for name, slug, where, plan in ROWS:
@@ -65,11 +84,12 @@ def table(out: Path, task) -> str:
         result = evaluation(out / where)
         if result is None or result.get("status", "ok") != "ok":
             lines.append(f"| {row} | " + " | ".join(["not run yet" if result is None else "failed"] +
-                                                   ["-"] * len(keys)) + " |")
+                                                   ["-"] * (len(keys) + 1)) + " |")
             continue
-        cells = [f"{result[k]:.3g}" if isinstance(result.get(k), float) else str(result.get(k, "-")) for k in keys]
-        lines.append(f"| {row} | {result.get('n', '-')} | " + " | ".join(cells) + " |")
         per_molecule = scores(task, out / where)
+        cells = [f"{result[k]:.3g}" if isinstance(result.get(k), float) else str(result.get(k, "-")) for k in keys]
+        lines.append(f"| {row} | {result.get('n', '-')} | " + " | ".join([*cells, median_interval(per_molecule)])
+                     + " |")
         image = out / "grids" / f"{slug}.png"
         if per_molecule and task.draw_top_designs(per_molecule, image):
             grids.append(f"**{row}**\n\n![{row}](grids/{image.name})")

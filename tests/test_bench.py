@@ -13,10 +13,11 @@ import threading
 
 import pytest
 import yaml
-from support.toy_task import ToyGC
+from support.toy_task import ToyGC, gc
 
 from vidd.bench import BenchPlan, _claim, _release, load_variants, lr_sweep, run_bench
 from vidd.core.errors import UserError
+from vidd.core.seqio import read_fasta
 from vidd.eval.benchstats import bootstrap_interval, comparison_range, log_area, paired_difference
 
 VARIANTS = {
@@ -44,6 +45,11 @@ def test_variants_curves_and_paired_statistics(tmp_path):
     assert {(r["method"], r["seed"]) for r in rows} == {
         ("vidd-a", 0), ("vidd-a", 1), ("vidd-b", 0), ("ddpo", 0), ("ddpo", 1), ("best-of-n", 0), ("best-of-n", 1)}
     assert all(r["status"] == "ok" and r["reward_calls"] <= 60 for r in rows)
+    # a sampling cell's samples carry each one's held-out score (for intervals over the samples)
+    records = read_fasta(out / "runs" / "best-of-n" / "seed0" / "samples.fasta")
+    assert len(records) == 4
+    for header, seq in records:
+        assert header.split()[1] == f"eval_reward={gc([seq])[0]:.6g}"
     config = yaml.safe_load((out / "runs" / "vidd-b" / "seed0" / "config.yaml").read_text())
     assert config["method"]["alpha"] == 0.5 and config["method"]["timesteps"] == 2  # extends vidd-a
     assert config["eval_at_calls"] == [20, 40] and config["eval_samples"] == 4

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -19,6 +20,8 @@ pytest.importorskip("selfies", reason="molecules need the [chem] extra: pip inst
 
 from support.fake_moses import write_fake_moses_asset  # noqa: E402
 
+from vidd.chem.molecules import write_smi  # noqa: E402
+from vidd.core.seqio import write_table  # noqa: E402
 from vidd.diffusion.masked import MaskedDiffusion  # noqa: E402
 from vidd.tasks import Task  # noqa: E402
 
@@ -93,10 +96,27 @@ def test_parp1_table_shows_the_molecules_not_docked_and_the_rows_still_missing(t
     (tmp_path / "vidd" / "final_eval.json").write_text(json.dumps(
         {"n": 64, "docking_median": 9.25, "docking_top10": 11.5, "docking_failures": 3, "QED": 0.5, "SA": 3.25,
          "nll_median": 40.0, "validity": 1.0, "uniqueness": 1.0, "novelty": 1.0, "int_div": 0.75, "reward_calls": 700}))
+    molecules = {"smiles": ["CCO", "c1ccccc1", "CCN", "CCCl"], "QED": [0.4, 0.4, 0.4, 0.4], "SA": [2.0] * 4,
+                 "reward": [1.0, 2.0, 3.0, 4.0]}
+    write_table(tmp_path / "vidd" / "samples" / "final.tsv", {**molecules, "eval_reward": [1.0, 9.0, 2.0, math.nan]})
+    # a sampling row: its samples file carries the held-out scores, its scores.tsv (docked before) the rest
+    cell = tmp_path / "equal-calls" / "runs" / "pretrained" / "seed0"
+    cell.mkdir(parents=True)
+    (cell / "result.json").write_text(json.dumps({"n": 3, "docking_median": 5.0}))
+    write_table(cell / "scores.tsv", {"sequence": ["[C][C][O]", "[C][C][N]", "[C][C][Cl]"], **{
+        k: v[:3] for k, v in molecules.items()}})
+    write_smi(cell / "samples.smi", ["CCO", "CCN", "CCCl"], {"eval_reward": [4.0, 5.0, 7.5],
+                                                              "SELFIES": ["[C][C][O]", "[C][C][N]", "[C][C][Cl]"]})
     table = parp1_table.table(tmp_path, Task.get("parp1-docking"))
     header = next(line for line in table.splitlines() if line.startswith("| method |"))
     assert header.startswith("| method | n | docking median (exh. 8) ↑ | docking top 10% (exh. 8) ↑ | "
-                             "not docked (exh. 8) | QED | SA | NLL ↓ |")
-    assert "| VIDD (the quick preset) | 64 | 9.25 | 11.5 | 3 | 0.5 | 3.25 | 40 | 1 | 1 | 1 | 0.75 | 700 |" in table
-    for missing in ("pretrained", "DDPO, VIDD's calls", "Best-of-N, VIDD's calls", "Best-of-32"):
+                             "not docked (exh. 8) | QED | SA | NLL ↓ |") and header.endswith("| median [95%] |")
+    # the median of the docked molecules, [1, 9] its bootstrap interval (see test_bootstrap_interval_of_a_median)
+    assert "| VIDD (the quick preset) | 64 | 9.25 | 11.5 | 3 | 0.5 | 3.25 | 40 | 1 | 1 | 1 | 0.75 | 700 | " \
+           "2 [1, 9] |" in table
+    pretrained = next(line for line in table.splitlines() if line.startswith("| pretrained |"))
+    assert pretrained.startswith("| pretrained | 3 | 5 | - |") and pretrained.endswith("| 5 [4, 7.5] |")
+    for grid in ("vidd", "pretrained"):
+        assert_png(tmp_path / "grids" / f"{grid}.png")
+    for missing in ("DDPO, VIDD's calls", "Best-of-N, VIDD's calls", "Best-of-32"):
         assert f"| {missing} | not run yet |" in table

@@ -302,8 +302,12 @@ def _run_cell(plan: BenchPlan, task: Task, label: str, seed: int, folder: RunFol
         else:
             seqs, info = _run_sampler(plan, task, method, layer, seed)
             folder.path.mkdir(parents=True, exist_ok=True)
-            task.write_samples(folder.path / f"samples{task.sample_suffix}", seqs)
+            samples = folder.path / f"samples{task.sample_suffix}"
+            task.write_samples(samples, seqs)  # kept even if the evaluation fails
             evaluation = {**task.evaluate(seqs), **info}
+            held_out = task.evaluation_scores(seqs)  # each sample's, for intervals over samples
+            if held_out:
+                task.write_samples(samples, seqs, held_out)
         row.update(evaluation, status="ok")
     except Exception as e:  # a failed method is reported, not lost
         row.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=5))

@@ -29,6 +29,14 @@ def test_bootstrap_interval_of_seed_medians():
     assert bootstrap_interval([1.0, 9.0], seed=1) == bootstrap_interval([1.0, 9.0], seed=1)
 
 
+def test_bootstrap_interval_of_a_median():
+    """Every resample of [1, 2, 9] has median 1, 2 or 9; 1 and 9 each need two of its three draws (7/27), so the
+    2.5% and 97.5% quantiles are exactly 1 and 9."""
+    median, low, high = bootstrap_interval([1.0, 2.0, 9.0], statistic=np.median)
+    assert (median, low, high) == (2.0, 1.0, 9.0)
+    assert bootstrap_interval([4.0, 4.0, 4.0, 4.0], statistic=np.median) == (4.0, 4.0, 4.0)
+
+
 def test_paired_difference_uses_the_seeds_both_have():
     diff = paired_difference({0: 3.0, 1: 5.0, 2: 1.0, 3: float("nan")}, {0: 1.0, 1: 2.0, 3: 0.0})
     assert diff["seeds"] == [0, 1] and diff["mean"] == pytest.approx(2.5)

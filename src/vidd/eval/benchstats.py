@@ -12,19 +12,20 @@ from __future__ import annotations
 import numpy as np
 
 
-def bootstrap_interval(values, level: float = 0.95, draws: int = 10_000, seed: int = 0) -> tuple[float, float, float]:
-    """(mean, low, high): the mean of `values` and its percentile bootstrap interval (resampling the values);
-    low = high = nan for fewer than two values."""
+def bootstrap_interval(values, level: float = 0.95, draws: int = 10_000, seed: int = 0,
+                       statistic=np.mean) -> tuple[float, float, float]:
+    """(estimate, low, high): `statistic` (default the mean; e.g. np.median) of `values` and its percentile
+    bootstrap interval (resampling the values); low = high = nan for fewer than two values."""
     values = np.asarray(values, dtype=np.float64)
     if not len(values):
         return float("nan"), float("nan"), float("nan")
-    mean = float(values.mean())
+    estimate = float(statistic(values))
     if len(values) < 2:
-        return mean, float("nan"), float("nan")
+        return estimate, float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(draws, len(values)))].mean(axis=1)
-    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return mean, float(low), float(high)
+    estimates = statistic(values[rng.integers(0, len(values), size=(draws, len(values)))], axis=1)
+    low, high = np.quantile(estimates, [(1 - level) / 2, (1 + level) / 2])
+    return estimate, float(low), float(high)
 
 
 def log_area(x, y, low: float, high: float, grid: int = 512) -> float:

@@ -98,5 +98,22 @@ class BatchCache:
         return [self.results[s] for s in seqs]
 
 
+class CachedReward(Reward):
+    """A deterministic reward (e.g. docking with a fixed seed) that scores each distinct sequence once: the
+    per-sequence table and the metrics of one evaluation then share one scoring. The last `size` sequences'
+    values are kept; all new sequences of a call go to `reward` in one batch (so a parallel reward spreads them)."""
+
+    def __init__(self, reward: Reward, size: int = 100_000):
+        self.reward = reward
+        self.name, self.higher_is_better, self.cost_hint = reward.name, reward.higher_is_better, reward.cost_hint
+        self.values = BatchCache(lambda batch: list(reward(batch)), batch_size=size, size=size)
+
+    def score(self, seqs):
+        return np.array(self.values(seqs), dtype=np.float64)
+
+    def __repr__(self) -> str:
+        return f"CachedReward({self.reward!r})"
+
+
 def as_reward(obj) -> Reward:
     return obj if isinstance(obj, Reward) else FunctionReward(obj)

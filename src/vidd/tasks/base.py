@@ -227,16 +227,19 @@ class Task(SampleFormat):
         sequences it scored and which counts the others as monitor calls (default: a fresh one that shows a
         sequence the reward fails on as NaN)."""
         reward = reward or CountedReward(self.training_reward(), RewardPolicy(on_failure="penalty", penalty=math.nan))
-        columns = {"sequence": list(seqs), **reward.monitor_table(seqs)}
-        evaluation = self.evaluation_reward
-        if isinstance(evaluation, WeightedSum):
-            columns.update(evaluation.columns(seqs, "eval_reward"))
-        elif evaluation is not None:
-            columns["eval_reward"] = as_reward(evaluation)(seqs)
+        columns = {"sequence": list(seqs), **reward.monitor_table(seqs), **self.evaluation_scores(seqs)}
         steps = self.likelihood_steps
         samples = likelihood_samples and min(likelihood_samples, steps)
         columns["log_likelihood"] = self.log_likelihood(seqs, steps, samples, seed)
         return columns
+
+    def evaluation_scores(self, seqs: list[str]) -> dict[str, np.ndarray]:
+        """Each sequence's score by the evaluation reward, `eval_reward` (with its terms, `eval_reward_<term>`, when
+        it is a weighted sum); nothing when the task has no evaluation reward."""
+        evaluation = self.evaluation_reward
+        if isinstance(evaluation, WeightedSum):
+            return evaluation.columns(seqs, "eval_reward")
+        return {} if evaluation is None else {"eval_reward": as_reward(evaluation)(seqs)}
 
     def report_tables(self, seqs: list[str]) -> list[ReportTable]:
         """Tables of a run's report, made from its final samples: the most common samples with their counts."""

@@ -28,7 +28,7 @@ from vidd.data.moses import pretraining_corpus
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.eval.figures import ReportFigure, plot_distributions
 from vidd.eval.metrics import finite_median
-from vidd.rewards.base import as_reward
+from vidd.rewards.base import CachedReward, as_reward
 from vidd.rewards.chem import DockingConfig, DockingReward, QEDReward
 from vidd.rewards.executors import ExecutorConfig, ParallelReward
 from vidd.tasks.base import Task, asset
@@ -316,8 +316,10 @@ class PARP1Docking(MoleculeTask):
 
     @cached_property
     def evaluation_reward(self):
+        """Seeded docking is deterministic, so each molecule is re-docked once (minutes each on 2 cores) however
+        often an evaluation asks for it (the per-molecule table and the metrics of a final evaluation)."""
         factory = partial(DockingReward, DockingConfig(target=self.target, exhaustiveness=8, seed=1))
-        return ParallelReward(factory, ExecutorConfig(kind="process", batch_size=1, retries=1))
+        return CachedReward(ParallelReward(factory, ExecutorConfig(kind="process", batch_size=1, retries=1)))
 
     def reward_metrics(self, seqs):
         values = self.evaluation_reward(seqs)
