@@ -17,8 +17,9 @@ from support.toy_task import ToyGC, gc
 
 from vidd.bench import BenchPlan, _claim, _release, load_variants, lr_sweep, run_bench
 from vidd.core.errors import UserError
-from vidd.core.seqio import read_fasta
+from vidd.core.seqio import read_fasta, read_score_journal
 from vidd.eval.benchstats import bootstrap_interval, comparison_range, log_area, paired_difference
+from vidd.rewards.base import CachedReward, FunctionReward
 
 VARIANTS = {
     "vidd-a": {"method": {"name": "vidd", "timesteps": 2}},
@@ -159,3 +160,39 @@ def test_a_dead_process_claim_is_taken_over(tmp_path):
     _release(claim)
     claim.write_text(f"another-machine {dead.pid}")
     assert not _claim(claim)  # a claim from another machine is never taken over
+
+
+def test_an_interrupted_sampling_cell_resumes_from_its_journaled_scores(tmp_path, monkeypatch):
+    """Best-of-N's 60 candidates are scored in journaled batches of 32; a process killed in the second batch leaves
+    the first 32 scores, which the rerun answers from the journal (counted, not scored again): the same samples and
+    calls as a run never interrupted."""
+    scored, interrupt = [], {"at": 32}
+
+    def counting_gc(seqs):  # called by the executor 3 sequences at a time
+        if len(scored) >= interrupt["at"]:
+            raise KeyboardInterrupt  # not an Exception: the cell gets no result, as when the process is killed
+        scored.extend(seqs)
+        return gc(seqs)
+
+    monkeypatch.setattr(ToyGC, "training_reward", lambda self: counting_gc)
+    monkeypatch.setattr(ToyGC, "evaluation_reward", CachedReward(FunctionReward(gc)))  # a costly oracle's shape
+    the_plan = plan(methods=["best-of-n"], seeds=1, eval_at_calls=[], compare=[])
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(the_plan, tmp_path / "cut", log=lambda *a: None)
+    cell = tmp_path / "cut" / "runs" / "best-of-n" / "seed0"
+    first = list(scored)
+    assert len(first) == 32 and len((cell / "reward_scores.tsv").read_text().splitlines()) == 32
+    assert not (cell / "result.json").exists()
+    scored.clear()
+    interrupt["at"] = 1000
+    log = []
+    (resumed,) = run_bench(the_plan, tmp_path / "cut", log=log.append)
+    assert "best-of-n seed 0: running (resumed: the scores of reward_scores.tsv)" in log
+    assert not set(scored) & set(first)  # nothing scored twice
+    scored.clear()
+    (whole,) = run_bench(the_plan, tmp_path / "whole", log=lambda *a: None)
+    assert resumed["reward_calls"] == whole["reward_calls"] == len(set(scored)) and resumed["status"] == "ok"
+    assert (cell / "samples.fasta").read_text() == (tmp_path / "whole" / "runs" / "best-of-n" / "seed0" /
+                                                    "samples.fasta").read_text()
+    # the cached evaluation reward journals its scores in the cell's folder too
+    assert set(read_score_journal(cell / "eval_scores.tsv")) == {seq for _, seq in read_fasta(cell / "samples.fasta")}

@@ -46,9 +46,10 @@ from vidd.core.runfolder import RunFolder
 from vidd.eval.benchstats import bootstrap_interval, comparison_range, log_area, paired_difference
 from vidd.eval.figures import save_png
 from vidd.guidance import Guidance
+from vidd.rewards.base import CachedReward, as_reward
 from vidd.rewards.counted import CountedReward
 from vidd.rewards.executors import served_reward
-from vidd.run import build_run, finetune_config
+from vidd.run import build_run, finetune_config, keep_evaluation_scores
 from vidd.tasks import Task
 from vidd.training import FinetuneConfig
 from vidd.training.objectives import Method
@@ -164,7 +165,11 @@ def _run_finetune(plan: BenchPlan, task: Task, layer: dict, seed: int, folder: R
     return folder.read_final_eval()
 
 
-def _run_sampler(plan: BenchPlan, task: Task, method: str, layer: dict, seed: int) -> tuple[list[str], dict]:
+def _run_sampler(plan: BenchPlan, task: Task, method: str, layer: dict, seed: int,
+                 folder: RunFolder) -> tuple[list[str], dict]:
+    """The samples of an inference-time method (or the pretrained model) with its reward calls. Every training-reward
+    score is journaled in the cell's folder as it comes, and a rerun of an interrupted cell draws the same candidates
+    (the same seed), so they are answered from the journal: still counted against the budget, not scored again."""
     model = task.pretrained_model().eval()
     gen = torch.Generator().manual_seed(seed)
     config = _config(plan, task, {k: v for k, v in layer.items() if k != "method"})
@@ -184,7 +189,7 @@ def _run_sampler(plan: BenchPlan, task: Task, method: str, layer: dict, seed: in
     executor = config.reward.executor
     factory = task.training_reward if executor.kind == "inline" else task.training_reward_factory()
     with served_reward(factory, executor) as inner:
-        reward = CountedReward(inner)
+        reward = CountedReward(CachedReward(as_reward(inner)).keep_in(folder.reward_scores_file))
         tokens = guide.generate(model, reward, plan.samples, steps, gen)
     return model.alphabet.decode(tokens.cpu()), {"reward_calls": reward.calls}
 
@@ -279,7 +284,8 @@ def run_bench(plan: BenchPlan, out: Path, log=print) -> list[dict] | None:
         try:
             if done.is_file():  # finished by another process between the two checks
                 continue
-            log(f"{label} seed {seed}: running")
+            kept = [f.name for f in (folder.reward_scores_file, folder.eval_scores_file) if f.is_file()]
+            log(f"{label} seed {seed}: running" + (f" (resumed: the scores of {' and '.join(kept)})" if kept else ""))
             _run_cell(plan, task, label, seed, folder, log)
         finally:
             _release(claim)
@@ -300,8 +306,9 @@ def _run_cell(plan: BenchPlan, task: Task, label: str, seed: int, folder: RunFol
         if method_kind(method) == "finetune":
             evaluation = _run_finetune(plan, task, layer, seed, folder)
         else:
-            seqs, info = _run_sampler(plan, task, method, layer, seed)
             folder.path.mkdir(parents=True, exist_ok=True)
+            seqs, info = _run_sampler(plan, task, method, layer, seed, folder)
+            keep_evaluation_scores(task, folder)
             samples = folder.path / f"samples{task.sample_suffix}"
             task.write_samples(samples, seqs)  # kept even if the evaluation fails
             evaluation = {**task.evaluate(seqs), **info}

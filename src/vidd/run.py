@@ -19,7 +19,7 @@ from vidd.core.devices import check_available
 from vidd.core.runfolder import RunFolder
 from vidd.diffusion.masked import MaskedDiffusion
 from vidd.eval.report import write_report
-from vidd.rewards.base import as_reward
+from vidd.rewards.base import CachedReward, as_reward
 from vidd.rewards.executors import served_reward
 from vidd.tasks.base import Task
 from vidd.tasks.custom import CustomTask
@@ -86,6 +86,7 @@ class Run:
         with self.folder.lock() if writes else nullcontext():
             if writes:
                 self._open_folder()
+                keep_evaluation_scores(task, self.folder)
             folder_callbacks = [RunFolderWriter(self.folder), ReportWriter(task, self.folder)] if writes else []
             executor = self.config.reward.executor
             factory = task.training_reward if executor.kind == "inline" else task.training_reward_factory()
@@ -109,6 +110,13 @@ class Run:
                          f" from iteration {self.start_iteration} (recorded in {self.folder.history_file.name})")
         else:
             self.folder.create(config)
+
+
+def keep_evaluation_scores(task: Task, folder: RunFolder) -> None:
+    """A task whose evaluation reward is cached (a costly deterministic one, such as re-docking) journals its scores
+    in the folder, so that an interrupted evaluation resumes where it stopped."""
+    if isinstance(task.evaluation_reward, CachedReward):
+        task.evaluation_reward.keep_in(folder.eval_scores_file)
 
 
 def run_task(name: str, config: FinetuneConfig) -> Task:

@@ -28,3 +28,21 @@ def test_a_cached_reward_keeps_the_last_sequences_only():
     reward(["c"])  # "a" leaves the cache
     reward(["a", "c"])
     assert calls == ["a", "b", "c", "a"]
+
+
+def test_a_journaled_reward_resumes_from_the_scores_it_kept(tmp_path):
+    """Batches of 2 are journaled as they come; a new reward on the same journal scores only what is missing."""
+    calls = []
+
+    def length(seqs):
+        calls.append(list(seqs))
+        return [float(len(s)) for s in seqs]
+
+    journal = tmp_path / "scores.tsv"
+    first = CachedReward(FunctionReward(length)).keep_in(journal, batch_size=2)
+    assert list(first(["a", "bb", "ccc"])) == [1.0, 2.0, 3.0]
+    assert calls == [["a", "bb"], ["ccc"]] and journal.read_text() == "a\t1.0\nbb\t2.0\nccc\t3.0\n"
+    calls.clear()
+    again = CachedReward(FunctionReward(length)).keep_in(journal)
+    assert list(again(["ccc", "dddd", "a"])) == [3.0, 4.0, 1.0]
+    assert calls == [["dddd"]]

@@ -135,6 +135,16 @@ class RunFolder:
         return self.samples_dir / "final.tsv"
 
     @property
+    def eval_scores_file(self) -> Path:
+        """The journal of a cached evaluation reward's scores (`CachedReward.keep_in`)."""
+        return self.path / "eval_scores.tsv"
+
+    @property
+    def reward_scores_file(self) -> Path:
+        """The journal of a `vidd bench` sampling cell's training-reward scores."""
+        return self.path / "reward_scores.tsv"
+
+    @property
     def progress_marker(self) -> Path:
         return self.path / "IN_PROGRESS"
 

@@ -4,8 +4,9 @@ that name the file, record and problem."""
 from __future__ import annotations
 
 import csv
-import numbers
 import io
+import numbers
+import os
 from pathlib import Path
 
 from Bio.SeqIO.FastaIO import SimpleFastaParser
@@ -101,3 +102,31 @@ def write_table(path: str | Path, columns: dict[str, list]) -> None:
     with atomic_open(path) as f:
         f.write("\t".join(columns) + "\n")
         f.writelines("\t".join(format_value(v) for v in row) + "\n" for row in rows)
+
+
+def read_score_journal(path: str | Path) -> dict[str, float]:
+    """The `sequence TAB value` lines of a score journal (`append_scores`), as a dict; none if the file is missing.
+    A last line without its newline (a write cut short) is left out; any other malformed line stops with an error
+    that names it."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    lines = read_text(path, "a score journal", SequenceError).split("\n")
+    scores = {}
+    for n, line in enumerate(lines[:-1], start=1):  # the last piece is '' or a cut-short line
+        fields = line.split("\t")
+        try:
+            if len(fields) != 2 or not fields[0]:
+                raise ValueError
+            scores[fields[0]] = float(fields[1])
+        except ValueError:
+            raise SequenceError(f"{path}: line {n} is not 'sequence<TAB>value': {line[:60]!r}") from None
+    return scores
+
+
+def append_scores(path: str | Path, seqs: list[str], values) -> None:
+    """Append `sequence TAB value` lines to a score journal and flush them to disk."""
+    with open(path, "a") as f:
+        f.writelines(f"{s}\t{float(v)!r}\n" for s, v in zip(seqs, values))
+        f.flush()
+        os.fsync(f.fileno())

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
+
+from vidd.core.seqio import append_scores, read_score_journal
 
 
 class Reward:
@@ -101,12 +104,27 @@ class BatchCache:
 class CachedReward(Reward):
     """A deterministic reward (e.g. docking with a fixed seed) that scores each distinct sequence once: the
     per-sequence table and the metrics of one evaluation then share one scoring. The last `size` sequences'
-    values are kept; all new sequences of a call go to `reward` in one batch (so a parallel reward spreads them)."""
+    values are kept; all new sequences of a call go to `reward` in one batch (so a parallel reward spreads them),
+    unless a journal is kept (`keep_in`)."""
 
     def __init__(self, reward: Reward, size: int = 100_000):
-        self.reward = reward
+        self.reward, self.journal = reward, None
         self.name, self.higher_is_better, self.cost_hint = reward.name, reward.higher_is_better, reward.cost_hint
-        self.values = BatchCache(lambda batch: list(reward(batch)), batch_size=size, size=size)
+        self.values = BatchCache(self._compute, batch_size=size, size=size)
+
+    def keep_in(self, path, batch_size: int = 32) -> CachedReward:
+        """Answer the sequences the score journal `path` holds, and append each new batch of `batch_size` values
+        to it as soon as it is scored: a long scoring that is interrupted resumes where it stopped."""
+        self.journal = Path(path)
+        self.values.batch_size = batch_size
+        self.values.results.update(read_score_journal(self.journal))
+        return self
+
+    def _compute(self, batch: list[str]) -> list[float]:
+        values = list(self.reward(batch))
+        if self.journal is not None:
+            append_scores(self.journal, batch, values)
+        return values
 
     def score(self, seqs):
         return np.array(self.values(seqs), dtype=np.float64)
