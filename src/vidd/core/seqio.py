@@ -116,7 +116,7 @@ def read_score_journal(path: str | Path) -> dict[str, float]:
     for n, line in enumerate(lines[:-1], start=1):  # the last piece is '' or a cut-short line
         fields = line.split("\t")
         try:
-            if len(fields) != 2 or not fields[0]:
+            if len(fields) != 2:  # the sequence may be empty (e.g. the empty molecule)
                 raise ValueError
             scores[fields[0]] = float(fields[1])
         except ValueError:
@@ -126,6 +126,9 @@ def read_score_journal(path: str | Path) -> dict[str, float]:
 
 def append_scores(path: str | Path, seqs: list[str], values) -> None:
     """Append `sequence TAB value` lines to a score journal and flush them to disk."""
+    unfit = next((s for s in seqs if "\t" in s or "\n" in s), None)
+    if unfit is not None:
+        raise ValueError(f"{path}: a score journal cannot hold the sequence {unfit!r} (a tab or newline)")
     with open(path, "a") as f:
         f.writelines(f"{s}\t{float(v)!r}\n" for s, v in zip(seqs, values))
         f.flush()
