@@ -3,8 +3,8 @@ VIDD's docking calls, Best-of-32) from the runs' final evaluations, and a grid i
 designs by training reward (OUT/grids/). The fine-tuning runs' per-molecule scores are their samples/final.tsv;
 the sampling rows' samples are scored once here with the training reward (for parp1-docking: docked at
 exhaustiveness 1; cached in the cell's scores.tsv). Where the per-molecule held-out scores exist (`eval_reward`;
-the samples files of bench cells carry them), the last column is their median with a 95% bootstrap
-interval over the molecules.
+the samples files of bench cells carry them), the last two columns are their median and its difference from the
+pretrained row's, each with a 95% bootstrap interval over the molecules.
 
     python scripts/parp1_table.py OUT [--task parp1-docking]     # markdown on stdout
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from vidd.core.seqio import read_table, write_table
-from vidd.eval.benchstats import bootstrap_interval
+from vidd.eval.benchstats import bootstrap_interval, difference_interval
 from vidd.tasks import Task
 
 #: (row, its grid's file name, folder under OUT, the bench folder whose budget sets Best-of-N's N)
@@ -54,13 +54,16 @@ def scores(task, folder: Path) -> dict | None:
     return {**read_table(cached), **held_out}
 
 
-def median_interval(per_molecule: dict | None) -> str:
-    """The held-out score's median over the row's molecules (failures left out) [its 95% bootstrap interval]."""
+def held_out(per_molecule: dict | None) -> np.ndarray | None:
+    """The row's per-molecule held-out scores, failures left out (None: the row has none)."""
     if not per_molecule or "eval_reward" not in per_molecule:
-        return "-"
+        return None
     values = np.array(per_molecule["eval_reward"], dtype=float)
-    median, low, high = bootstrap_interval(values[np.isfinite(values)], statistic=np.median)
-    return f"{median:.3g} [{low:.3g}, {high:.3g}]"
+    return values[np.isfinite(values)]
+
+
+def interval(estimate: float, low: float, high: float) -> str:
+    return f"{estimate:.3g} [{low:.3g}, {high:.3g}]"
 
 
 def label(name: str, plan_folder: Path | None) -> str:
@@ -72,24 +75,30 @@ def label(name: str, plan_folder: Path | None) -> str:
 
 def table(out: Path, task) -> str:
     keys = [*task.table_metrics, "reward_calls"]
-    lines = [f"Task `{task.name}`; each row's final molecules (`n`), metrics of docs/tasks/molecules.md; `median "
-             f"[95%]`: the held-out score's median with a bootstrap interval over the row's molecules (one run per "
-             f"method, so no interval over seeds; `-`: no per-molecule held-out scores).", "",
-             "| method | n | " + " | ".join(HEADINGS.get(k, k) for k in keys) + " | median [95%] |",
-             "|---" * (len(keys) + 3) + "|"]
-    grids = []
+    lines = [f"Task `{task.name}`; each row's final molecules (`n`), metrics of docs/tasks/molecules.md. Last two "
+             f"columns, from each molecule's held-out score (failures left out): its median over the row's molecules, "
+             f"and the difference of that median from the pretrained row's, each with a 95% bootstrap interval over "
+             f"the molecules (one run per method, so no interval over seeds; `-`: no per-molecule scores).", "",
+             "| method | n | " + " | ".join(HEADINGS.get(k, k) for k in keys) +
+             " | median [95%] | vs pretrained [95%] |", "|---" * (len(keys) + 4) + "|"]
+    grids, prior = [], None
     (out / "grids").mkdir(exist_ok=True)
     for name, slug, where, plan in ROWS:
         row = label(name, out / plan if plan else None)
         result = evaluation(out / where)
         if result is None or result.get("status", "ok") != "ok":
             lines.append(f"| {row} | " + " | ".join(["not run yet" if result is None else "failed"] +
-                                                   ["-"] * (len(keys) + 1)) + " |")
+                                                   ["-"] * (len(keys) + 2)) + " |")
             continue
         per_molecule = scores(task, out / where)
+        mine = held_out(per_molecule)
+        if slug == "pretrained":
+            prior = mine
         cells = [f"{result[k]:.3g}" if isinstance(result.get(k), float) else str(result.get(k, "-")) for k in keys]
-        lines.append(f"| {row} | {result.get('n', '-')} | " + " | ".join([*cells, median_interval(per_molecule)])
-                     + " |")
+        cells.append("-" if mine is None else interval(*bootstrap_interval(mine, statistic=np.median)))
+        cells.append("-" if mine is None or prior is None or slug == "pretrained" else
+                     interval(*difference_interval(mine, prior)))
+        lines.append(f"| {row} | {result.get('n', '-')} | " + " | ".join(cells) + " |")
         image = out / "grids" / f"{slug}.png"
         if per_molecule and task.draw_top_designs(per_molecule, image):
             grids.append(f"**{row}**\n\n![{row}](grids/{image.name})")

@@ -5,7 +5,13 @@ import math
 import numpy as np
 import pytest
 
-from vidd.eval.benchstats import bootstrap_interval, comparison_range, log_area, paired_difference
+from vidd.eval.benchstats import (
+    bootstrap_interval,
+    comparison_range,
+    difference_interval,
+    log_area,
+    paired_difference,
+)
 
 
 def test_log_area_is_the_mean_height_over_log_x():
@@ -35,6 +41,16 @@ def test_bootstrap_interval_of_a_median():
     median, low, high = bootstrap_interval([1.0, 2.0, 9.0], statistic=np.median)
     assert (median, low, high) == (2.0, 1.0, 9.0)
     assert bootstrap_interval([4.0, 4.0, 4.0, 4.0], statistic=np.median) == (4.0, 4.0, 4.0)
+
+
+def test_difference_interval_of_two_medians():
+    """As above, each median resamples to its extremes with probability 7/27, so both extremes of the difference
+    (1 - 7.5 and 9 - 4) have probability 49/729 > 2.5%: they are the interval's ends."""
+    assert difference_interval([1.0, 2.0, 9.0], [4.0, 5.0, 7.5]) == (-3.0, -6.5, 5.0)
+    assert difference_interval([3.0, 3.0], [1.0, 1.0, 1.0]) == (2.0, 2.0, 2.0)
+    single = difference_interval([3.0], [1.0, 2.0])
+    assert single[0] == 1.5 and math.isnan(single[1]) and math.isnan(single[2])
+    assert all(math.isnan(v) for v in difference_interval([], [1.0, 2.0]))
 
 
 def test_paired_difference_uses_the_seeds_both_have():
