@@ -2,7 +2,8 @@
 VIDD's docking calls, Best-of-32) from the runs' final evaluations, and a grid image of each method's 12 best
 designs by training reward (OUT/grids/). The fine-tuning runs' per-molecule scores are their samples/final.tsv;
 the sampling rows' samples are scored once here with the training reward (for parp1-docking: docked at
-exhaustiveness 1; cached in the cell's scores.tsv). Where the per-molecule held-out scores exist (`eval_reward`;
+exhaustiveness 1; cached in the cell's scores.tsv), except those the cell's journal of training-reward scores
+(reward_scores.tsv: Best-of-N's candidates) already holds. Where the per-molecule held-out scores exist (`eval_reward`;
 the samples files of bench cells carry them), the last two columns are their median and its difference from the
 pretrained row's, each with a 95% bootstrap interval over the molecules.
 
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vidd.core.seqio import read_table, write_table
+from vidd.core.runfolder import RunFolder
+from vidd.core.seqio import read_score_journal, read_table, write_table
 from vidd.eval.benchstats import bootstrap_interval, difference_interval
 from vidd.tasks import Task
 
@@ -48,8 +50,9 @@ def scores(task, folder: Path) -> dict | None:
     cached, samples = folder / "scores.tsv", folder / f"samples{task.sample_suffix}"
     if not samples.is_file():
         return None
-    if not cached.is_file():
-        write_table(cached, task.score_table(task.read_samples(samples)))
+    if not cached.is_file():  # a sampling row's journal already holds its candidates' training scores
+        journal = read_score_journal(RunFolder(folder).reward_scores_file)
+        write_table(cached, task.score_table(task.read_samples(samples), known=journal))
     held_out = {k: v for k, v in read_table(samples).items() if k.startswith("eval_reward")}
     return {**read_table(cached), **held_out}
 

@@ -21,7 +21,7 @@ pytest.importorskip("selfies", reason="molecules need the [chem] extra: pip inst
 from support.fake_moses import write_fake_moses_asset  # noqa: E402
 
 from vidd.chem.molecules import write_smi  # noqa: E402
-from vidd.core.seqio import write_table  # noqa: E402
+from vidd.core.seqio import append_scores, read_table, write_table  # noqa: E402
 from vidd.diffusion.masked import MaskedDiffusion  # noqa: E402
 from vidd.tasks import Task  # noqa: E402
 
@@ -88,7 +88,8 @@ def test_parp1_table_script_runs_every_method_and_resumes(tmp_path):
 
 def test_parp1_table_shows_the_molecules_not_docked_and_the_rows_still_missing(tmp_path):
     """The table on hand-written results (no docking): the failures column beside the docking median, which leaves
-    them out, and a row per part that has not run."""
+    them out, the medians' intervals, a Best-of-N row scored from its journal, and a row per part that has not
+    run."""
     spec = importlib.util.spec_from_file_location("parp1_table", ROOT / "scripts" / "parp1_table.py")
     parp1_table = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(parp1_table)
@@ -107,7 +108,17 @@ def test_parp1_table_shows_the_molecules_not_docked_and_the_rows_still_missing(t
         k: v[:3] for k, v in molecules.items()}})
     write_smi(cell / "samples.smi", ["CCO", "CCN", "CCCl"], {"eval_reward": [4.0, 5.0, 7.5],
                                                               "SELFIES": ["[C][C][O]", "[C][C][N]", "[C][C][Cl]"]})
-    table = parp1_table.table(tmp_path, Task.get("parp1-docking"))
+    # a Best-of-N row: its journal holds every sample's training score, so the table docks nothing
+    best = tmp_path / "equal-calls" / "runs" / "best-of-n" / "seed0"
+    best.mkdir(parents=True)
+    (best / "result.json").write_text(json.dumps({"n": 2, "docking_median": 8.0}))
+    write_smi(best / "samples.smi", ["CCO", "CCN"], {"eval_reward": [8.0, 8.5], "SELFIES": ["[C][C][O]", "[C][C][N]"]})
+    append_scores(best / "reward_scores.tsv", ["[C][C][O]", "[C][C][C]", "[C][C][N]"], [7.5, 1.0, math.nan])
+    task = Task.get("parp1-docking")
+    task.table_reward = lambda: pytest.fail("the table docked molecules the journal holds")
+    table = parp1_table.table(tmp_path, task)
+    best_scores = read_table(best / "scores.tsv")
+    assert best_scores["reward"] == ["7.5", "nan"] and best_scores["smiles"] == ["CCO", "CCN"]
     header = next(line for line in table.splitlines() if line.startswith("| method |"))
     assert header.startswith("| method | n | docking median (exh. 8) ↑ | docking top 10% (exh. 8) ↑ | "
                              "not docked (exh. 8) | QED | SA | NLL ↓ |")
@@ -118,7 +129,7 @@ def test_parp1_table_shows_the_molecules_not_docked_and_the_rows_still_missing(t
            "2 [1, 9] | -3 [-6.5, 5] |" in table
     pretrained = next(line for line in table.splitlines() if line.startswith("| pretrained |"))
     assert pretrained.startswith("| pretrained | 3 | 5 | - |") and pretrained.endswith("| 5 [4, 7.5] | - |")
-    for grid in ("vidd", "pretrained"):
+    for grid in ("vidd", "pretrained", "best-of-n"):
         assert_png(tmp_path / "grids" / f"{grid}.png")
-    for missing in ("DDPO, VIDD's calls", "Best-of-N, VIDD's calls", "Best-of-32"):
+    for missing in ("DDPO, VIDD's calls", "Best-of-32"):
         assert f"| {missing} | not run yet |" in table

@@ -174,14 +174,18 @@ class MoleculeTask(Task):
         molecule_grid([table["smiles"][i] for i in best], legends, path)
         return len(best)
 
-    def score_table(self, seqs: list[str]) -> dict[str, list]:
+    def score_table(self, seqs: list[str], known: dict[str, float] | None = None) -> dict[str, list]:
         """Per molecule: the SELFIES (`sequence`), SMILES (`*`: none), QED, SA and the training reward (NaN where it
-        fails), a fresh reward's calls (for docking: seconds each)."""
+        fails), a fresh reward's calls (for docking: seconds each) for each distinct molecule not in `known`
+        (training-reward scores already at hand, e.g. a `vidd bench` cell's journal `reward_scores.tsv`)."""
         smiles = decode_all(seqs)
-        with self.table_reward() as reward:
-            scores = reward(seqs)
+        known = dict(known or {})
+        todo = list(dict.fromkeys(s for s in seqs if s not in known))
+        if todo:
+            with self.table_reward() as reward:
+                known.update(zip(todo, reward(todo)))
         return {"sequence": seqs, "smiles": [s or NO_MOLECULE for s in smiles], **self._properties(smiles),
-                "reward": scores}
+                "reward": [float(known[s]) for s in seqs]}
 
     def table_reward(self):
         """A fresh training reward for `score_table`, used in a `with` block."""
