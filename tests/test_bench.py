@@ -196,3 +196,21 @@ def test_an_interrupted_sampling_cell_resumes_from_its_journaled_scores(tmp_path
                                                     "samples.fasta").read_text()
     # the cached evaluation reward journals its scores in the cell's folder too
     assert set(read_score_journal(cell / "eval_scores.tsv")) == {seq for _, seq in read_fasta(cell / "samples.fasta")}
+
+
+def test_a_sampling_cell_follows_the_configured_failure_policy(tmp_path, monkeypatch):
+    """A reward that fails on some candidates: Best-of-N stops with the default policy (`error`) and keeps going with
+    `reward.on_failure: penalty`, as a fine-tuning run of the same config would."""
+    def gc_failing_on_a(seqs):
+        return [float("nan") if s.startswith("A") else v for s, v in zip(seqs, gc(seqs))]
+
+    monkeypatch.setattr(ToyGC, "training_reward", lambda self: gc_failing_on_a)
+    strict = plan(methods=["best-of-n"], seeds=1, eval_at_calls=[], compare=[])
+    (row,) = run_bench(strict, tmp_path / "strict", log=lambda *a: None)
+    assert row["status"] == "failed" and "RewardFailure" in row["error"]
+    lenient = plan(methods=["best-of-n"], seeds=1, eval_at_calls=[], compare=[],
+                   overrides={"threads": 1, "reward": {"on_failure": "penalty", "penalty": 0.0}})
+    (row,) = run_bench(lenient, tmp_path / "lenient", log=lambda *a: None)
+    assert row["status"] == "ok" and 0 < row["reward_calls"] <= 60
+    samples = [seq for _, seq in read_fasta(tmp_path / "lenient" / "runs" / "best-of-n" / "seed0" / "samples.fasta")]
+    assert len(samples) == 4

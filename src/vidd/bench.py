@@ -31,7 +31,7 @@ import os
 import socket
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -189,7 +189,8 @@ def _run_sampler(plan: BenchPlan, task: Task, method: str, layer: dict, seed: in
     executor = config.reward.executor
     factory = task.training_reward if executor.kind == "inline" else task.training_reward_factory()
     with served_reward(factory, executor) as inner:
-        reward = CountedReward(CachedReward(as_reward(inner)).keep_in(folder.reward_scores_file))
+        policy = replace(config.reward, budget=plan.budget)  # the task's failure policy, the plan's budget
+        reward = CountedReward(CachedReward(as_reward(inner)).keep_in(folder.reward_scores_file), policy)
         tokens = guide.generate(model, reward, plan.samples, steps, gen)
     return model.alphabet.decode(tokens.cpu()), {"reward_calls": reward.calls}
 
