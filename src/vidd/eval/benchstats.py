@@ -12,6 +12,16 @@ from __future__ import annotations
 import numpy as np
 
 
+def _resampled(values: np.ndarray, rng, draws: int, statistic) -> np.ndarray:
+    """`statistic` of each of `draws` resamples (with replacement) of `values`."""
+    return statistic(values[rng.integers(0, len(values), size=(draws, len(values)))], axis=1)
+
+
+def _ends(estimates: np.ndarray, level: float) -> tuple[float, float]:
+    low, high = np.quantile(estimates, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
 def bootstrap_interval(values, level: float = 0.95, draws: int = 10_000, seed: int = 0,
                        statistic=np.mean) -> tuple[float, float, float]:
     """(estimate, low, high): `statistic` (default the mean; e.g. np.median) of `values` and its percentile
@@ -22,10 +32,7 @@ def bootstrap_interval(values, level: float = 0.95, draws: int = 10_000, seed: i
     estimate = float(statistic(values))
     if len(values) < 2:
         return estimate, float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    estimates = statistic(values[rng.integers(0, len(values), size=(draws, len(values)))], axis=1)
-    low, high = np.quantile(estimates, [(1 - level) / 2, (1 + level) / 2])
-    return estimate, float(low), float(high)
+    return estimate, *_ends(_resampled(values, np.random.default_rng(seed), draws, statistic), level)
 
 
 def difference_interval(a, b, level: float = 0.95, draws: int = 10_000, seed: int = 0,
@@ -39,10 +46,7 @@ def difference_interval(a, b, level: float = 0.95, draws: int = 10_000, seed: in
     if len(a) < 2 or len(b) < 2:
         return estimate, float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    differences = (statistic(a[rng.integers(0, len(a), size=(draws, len(a)))], axis=1)
-                   - statistic(b[rng.integers(0, len(b), size=(draws, len(b)))], axis=1))
-    low, high = np.quantile(differences, [(1 - level) / 2, (1 + level) / 2])
-    return estimate, float(low), float(high)
+    return estimate, *_ends(_resampled(a, rng, draws, statistic) - _resampled(b, rng, draws, statistic), level)
 
 
 def log_area(x, y, low: float, high: float, grid: int = 512) -> float:
