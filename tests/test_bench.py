@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -196,6 +197,32 @@ def test_an_interrupted_sampling_cell_resumes_from_its_journaled_scores(tmp_path
                                                     "samples.fasta").read_text()
     # the cached evaluation reward journals its scores in the cell's folder too
     assert set(read_score_journal(cell / "eval_scores.tsv")) == {seq for _, seq in read_fasta(cell / "samples.fasta")}
+
+
+def test_a_finetuning_cell_started_again_keeps_its_journaled_evaluation_scores(tmp_path, monkeypatch):
+    """A fine-tuning cell killed before its first checkpoint starts again from scratch, but the held-out scores it
+    journaled stay: the rerun draws the same samples and does not score them again."""
+    scored = []
+
+    def counting_gc(seqs):
+        scored.extend(seqs)
+        return gc(seqs)
+
+    monkeypatch.setattr(ToyGC, "evaluation_reward", CachedReward(FunctionReward(counting_gc)))
+    the_plan = plan(methods=["ddpo"], seeds=1, eval_at_calls=[], compare=[])
+    (first,) = run_bench(the_plan, tmp_path / "b", log=lambda *a: None)
+    cell = tmp_path / "b" / "runs" / "ddpo" / "seed0"
+    journal = read_score_journal(cell / "eval_scores.tsv")
+    assert first["status"] == "ok" and set(journal) == set(scored)
+    (cell / "result.json").unlink()  # as if killed before its first checkpoint
+    shutil.rmtree(cell / "checkpoints")
+    scored.clear()
+    log = []
+    (again,) = run_bench(the_plan, tmp_path / "b", log=log.append)
+    assert "ddpo seed 0: running (resumed: the scores of eval_scores.tsv)" in log
+    assert scored == [] and read_score_journal(cell / "eval_scores.tsv") == journal
+    assert {k: v for k, v in again.items() if "seconds" not in k} == {k: v for k, v in first.items()
+                                                                      if "seconds" not in k}
 
 
 def test_a_sampling_cell_follows_the_configured_failure_policy(tmp_path, monkeypatch):

@@ -158,9 +158,11 @@ def _run_finetune(plan: BenchPlan, task: Task, layer: dict, seed: int, folder: R
         run.update(eval_at_calls=plan.eval_at_calls, eval_every=0, eval_samples=plan.samples)
     config = _config(plan, task, layer, run)
     resume = folder.last_checkpoint.is_file()
-    if not resume and folder.path.exists():  # started but never checkpointed: start again
+    if not resume and folder.path.exists():  # started but never checkpointed: start again, keeping the scores
+        journals = {folder.eval_scores_file, folder.reward_scores_file}  # valid whatever run asked for them
         for p in sorted(folder.path.rglob("*"), reverse=True):
-            p.unlink() if p.is_file() else p.rmdir()
+            if p not in journals:
+                p.unlink() if p.is_file() else p.rmdir()
     build_run(task, config, folder.path, resume=resume, log=lambda *a: None).execute()
     return folder.read_final_eval()
 
