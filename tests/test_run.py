@@ -26,9 +26,12 @@ def test_a_cached_evaluation_reward_journals_its_scores_in_the_run_folder(tmp_pa
                                         "eval_every": 1, "eval_samples": 4, "final_samples": 6,
                                         "likelihood_samples": 2, "method": {"name": "vidd", "timesteps": 2}})
     run = tmp_path / "run"
-    build_run(task(), config, run, log=lambda *a: None).execute()
+    the_task = task()
+    build_run(the_task, config, run, log=lambda *a: None).execute()
     journal = read_score_journal(run / "eval_scores.tsv")
     assert set(journal) == set(asked) and len(asked) == len(set(asked))  # each distinct sequence scored once
+    the_task.evaluation_reward(["GGGGGGGGGGGG"])  # after the run, the task's reward no longer writes its folder
+    assert read_score_journal(run / "eval_scores.tsv") == journal
     final = read_table(run / "samples" / "final.tsv")
     assert [journal[s] for s in final["sequence"]] == [float(v) for v in final["eval_reward"]]
     asked.clear()

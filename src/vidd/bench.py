@@ -311,11 +311,11 @@ def _run_cell(plan: BenchPlan, task: Task, label: str, seed: int, folder: RunFol
         else:
             folder.path.mkdir(parents=True, exist_ok=True)
             seqs, info = _run_sampler(plan, task, method, layer, seed, folder)
-            keep_evaluation_scores(task, folder)
             samples = folder.path / f"samples{task.sample_suffix}"
             task.write_samples(samples, seqs)  # kept even if the evaluation fails
-            evaluation = {**task.evaluate(seqs), **info}
-            held_out = task.evaluation_scores(seqs)  # each sample's, for intervals over samples
+            with keep_evaluation_scores(task, folder):
+                evaluation = {**task.evaluate(seqs), **info}
+                held_out = task.evaluation_scores(seqs)  # each sample's, for intervals over samples
             if held_out:
                 task.write_samples(samples, seqs, held_out)
         row.update(evaluation, status="ok")

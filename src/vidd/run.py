@@ -8,7 +8,7 @@ method < the user's layers); `build_run` binds a task, a config and a run folder
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -83,10 +83,11 @@ class Run:
         callbacks write the run folder and then the report."""
         task = self.task
         writes = self.folder is not None and process_rank() == 0
-        with self.folder.lock() if writes else nullcontext():
+        with ExitStack() as folder_held:
             if writes:
+                folder_held.enter_context(self.folder.lock())
                 self._open_folder()
-                keep_evaluation_scores(task, self.folder)
+                folder_held.enter_context(keep_evaluation_scores(task, self.folder))
             folder_callbacks = [RunFolderWriter(self.folder), ReportWriter(task, self.folder)] if writes else []
             executor = self.config.reward.executor
             factory = task.training_reward if executor.kind == "inline" else task.training_reward_factory()
@@ -112,11 +113,18 @@ class Run:
             self.folder.create(config)
 
 
-def keep_evaluation_scores(task: Task, folder: RunFolder) -> None:
-    """A task whose evaluation reward is cached (a costly deterministic one, such as re-docking) journals its scores
-    in the folder, so that an interrupted evaluation resumes where it stopped."""
-    if isinstance(task.evaluation_reward, CachedReward):
-        task.evaluation_reward.keep_in(folder.eval_scores_file)
+@contextmanager
+def keep_evaluation_scores(task: Task, folder: RunFolder):
+    """Within the block, a task whose evaluation reward is cached (a costly deterministic one, such as re-docking)
+    journals its scores in the folder, so that an interrupted evaluation resumes where it stopped."""
+    cached = task.evaluation_reward if isinstance(task.evaluation_reward, CachedReward) else None
+    if cached is not None:
+        cached.keep_in(folder.eval_scores_file)
+    try:
+        yield
+    finally:
+        if cached is not None:
+            cached.keep_in(None)
 
 
 def run_task(name: str, config: FinetuneConfig) -> Task:

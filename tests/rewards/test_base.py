@@ -46,3 +46,24 @@ def test_a_journaled_reward_resumes_from_the_scores_it_kept(tmp_path):
     again = CachedReward(FunctionReward(length)).keep_in(journal)
     assert list(again(["ccc", "dddd", "a"])) == [3.0, 4.0, 1.0]
     assert calls == [["dddd"]]
+
+
+def test_a_new_journal_gets_the_scores_answered_from_memory_and_none_stops_journaling(tmp_path):
+    calls = []
+
+    def length(seqs):
+        calls.extend(seqs)
+        return [float(len(s)) for s in seqs]
+
+    reward = CachedReward(FunctionReward(length)).keep_in(tmp_path / "first.tsv")
+    reward(["a", "bb"])
+    reward.keep_in(tmp_path / "second.tsv")
+    assert list(reward(["bb", "ccc", "bb"])) == [2.0, 3.0, 2.0]
+    assert calls == ["a", "bb", "ccc"]  # "bb" answered from memory, scored once
+    assert (tmp_path / "second.tsv").read_text() == "ccc\t3.0\nbb\t2.0\n"
+    reward(["ccc", "a"])
+    assert (tmp_path / "second.tsv").read_text() == "ccc\t3.0\nbb\t2.0\na\t1.0\n"
+    reward.keep_in(None)
+    reward(["dddd", "bb"])
+    assert calls[-1] == "dddd" and len((tmp_path / "second.tsv").read_text().splitlines()) == 3
+    assert (tmp_path / "first.tsv").read_text() == "a\t1.0\nbb\t2.0\n"

@@ -108,26 +108,41 @@ class CachedReward(Reward):
     unless a journal is kept (`keep_in`)."""
 
     def __init__(self, reward: Reward, size: int = 100_000):
-        self.reward, self.journal = reward, None
+        self.reward, self.journal, self.journaled = reward, None, set()
         self.name, self.higher_is_better, self.cost_hint = reward.name, reward.higher_is_better, reward.cost_hint
+        self.size = size
         self.values = BatchCache(self._compute, batch_size=size, size=size)
 
     def keep_in(self, path, batch_size: int = 32) -> CachedReward:
         """Answer the sequences the score journal `path` holds, and append each new batch of `batch_size` values
-        to it as soon as it is scored: a long scoring that is interrupted resumes where it stopped."""
+        to it as soon as it is scored: a long scoring that is interrupted resumes where it stopped. A value
+        answered from memory (scored before, e.g. for another journal) is appended too, so the journal holds
+        every score asked for while it was kept. `path` None stops journaling."""
+        if path is None:
+            self.journal, self.journaled, self.values.batch_size = None, set(), self.size
+            return self
         self.journal = Path(path)
         self.values.batch_size = batch_size
-        self.values.results.update(read_score_journal(self.journal))
+        kept = read_score_journal(self.journal)
+        self.values.results.update(kept)
+        self.journaled = set(kept)
         return self
 
     def _compute(self, batch: list[str]) -> list[float]:
         values = list(self.reward(batch))
-        if self.journal is not None:
-            append_scores(self.journal, batch, values)
+        self._journal(batch, values)
         return values
 
+    def _journal(self, seqs: list[str], values: list[float]) -> None:
+        new = {s: v for s, v in zip(seqs, values) if s not in self.journaled}
+        if self.journal is not None and new:
+            append_scores(self.journal, list(new), list(new.values()))
+            self.journaled.update(new)
+
     def score(self, seqs):
-        return np.array(self.values(seqs), dtype=np.float64)
+        values = self.values(seqs)
+        self._journal(seqs, values)  # the values answered from memory
+        return np.array(values, dtype=np.float64)
 
     def __repr__(self) -> str:
         return f"CachedReward({self.reward!r})"
