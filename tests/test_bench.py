@@ -235,6 +235,12 @@ def test_a_sampling_cell_follows_the_configured_failure_policy(tmp_path, monkeyp
     strict = plan(methods=["best-of-n"], seeds=1, eval_at_calls=[], compare=[])
     (row,) = run_bench(strict, tmp_path / "strict", log=lambda *a: None)
     assert row["status"] == "failed" and "RewardFailure" in row["error"]
+    monkeypatch.setattr(ToyGC, "training_reward", lambda self: gc)  # the cause fixed
+    (row,) = run_bench(strict, tmp_path / "strict", log=lambda *a: None)
+    assert row["status"] == "failed"  # a failed cell counts as finished
+    (row,) = run_bench(strict, tmp_path / "strict", log=lambda *a: None, rerun_failed=True)
+    assert row["status"] == "ok" and row["reward_calls"] == 60
+    monkeypatch.setattr(ToyGC, "training_reward", lambda self: gc_failing_on_a)
     lenient = plan(methods=["best-of-n"], seeds=1, eval_at_calls=[], compare=[],
                    overrides={"threads": 1, "reward": {"on_failure": "penalty", "penalty": 0.0}})
     (row,) = run_bench(lenient, tmp_path / "lenient", log=lambda *a: None)

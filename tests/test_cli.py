@@ -148,8 +148,11 @@ def test_bench_equal_budget_and_failure_reporting(tmp_path, monkeypatch):
         assert (out / name).read_bytes().startswith(b"\x89PNG"), name
     with open(out / "results.csv") as f:
         assert {r["method"]: r["status"] for r in csv.DictReader(f)} == {m: by[m]["status"] for m in by}
-    r = invoke(*args)  # a rerun skips finished work
-    assert r.exit_code == 0 and "done before, skipped" in r.output
+    r = invoke(*args)  # a rerun skips finished work, failed cells included
+    assert r.exit_code == 0 and "done before, skipped" in r.output and "drakes seed 0: done before" in r.output
+    r = invoke(*args, "--rerun-failed")  # runs the failed cell again (here it fails again, for the same reason)
+    assert r.exit_code == 0 and "drakes seed 0: failed before (ConfigError" in r.output, r.output
+    assert "vidd seed 0: done before, skipped" in r.output
 
 
 def test_bench_rejects_unknown_method(tmp_path):

@@ -265,9 +265,9 @@ def cell_folder(out: Path, label: str, seed: int) -> RunFolder:
     return RunFolder(out / "runs" / label / f"seed{seed}")
 
 
-def run_bench(plan: BenchPlan, out: Path, log=print) -> list[dict] | None:
+def run_bench(plan: BenchPlan, out: Path, log=print, rerun_failed: bool = False) -> list[dict] | None:
     """Run every cell not finished yet (and not held by another process); write the summary when every cell is
-    done. Returns the result rows then, else None."""
+    done. Returns the result rows then, else None. A failed cell counts as finished unless `rerun_failed`."""
     plan.validate()
     task = Task.get(plan.task)
     shared = _config(plan, task, {})
@@ -278,15 +278,17 @@ def run_bench(plan: BenchPlan, out: Path, log=print) -> list[dict] | None:
         folder = cell_folder(out, label, seed)
         done = folder.path / "result.json"
         claim = folder.path.with_name(folder.path.name + ".claim")
-        if done.is_file():
+        if _finished(done, rerun_failed):
             log(f"{label} seed {seed}: done before, skipped")
             continue
         if not _claim(claim):
             log(f"{label} seed {seed}: another process is running it, skipped")
             continue
         try:
-            if done.is_file():  # finished by another process between the two checks
+            if _finished(done, rerun_failed):  # finished by another process between the two checks
                 continue
+            if done.is_file():
+                log(f"{label} seed {seed}: failed before ({json.loads(done.read_text()).get('error')}), again")
             kept = [f.name for f in (folder.reward_scores_file, folder.eval_scores_file) if f.is_file()]
             log(f"{label} seed {seed}: running" + (f" (resumed: the scores of {' and '.join(kept)})" if kept else ""))
             _run_cell(plan, task, label, seed, folder, log)
@@ -299,6 +301,10 @@ def run_bench(plan: BenchPlan, out: Path, log=print) -> list[dict] | None:
         return None
     write_outputs(rows, out, plan)
     return rows
+
+
+def _finished(result: Path, rerun_failed: bool) -> bool:
+    return result.is_file() and not (rerun_failed and json.loads(result.read_text()).get("status") == "failed")
 
 
 def _run_cell(plan: BenchPlan, task: Task, label: str, seed: int, folder: RunFolder, log) -> None:
@@ -346,8 +352,8 @@ def sweep_plan(plan: BenchPlan, lrs: list[float]) -> BenchPlan:
 
 
 def lr_sweep(plan: BenchPlan, lrs: list[float], out: Path, picks: dict[str, list[str]] | None = None,
-             log=print) -> dict | None:
-    """Run the sweep; once every cell is done choose, for each fine-tuning label, the learning rate with the
+             log=print, rerun_failed: bool = False) -> dict | None:
+    """Run the sweep (`rerun_failed` as for `run_bench`); once every cell is done choose, for each fine-tuning label, the learning rate with the
     largest mean over the sweep's seeds of the area under the training reward against log(calls), and for each
     pick (name -> candidate labels) the candidate with the largest such area at its chosen rate. Writes
     choice.yaml (variants: label -> {lr}, pick -> {extends: candidate}) and lr_sweep.md; returns the choice."""
@@ -357,7 +363,7 @@ def lr_sweep(plan: BenchPlan, lrs: list[float], out: Path, picks: dict[str, list
             raise ConfigError(f"--pick: {name}={','.join(candidates)} must name a new label and some of the swept "
                               f"methods {plan.methods}")
     swept = sweep_plan(plan, lrs)
-    if run_bench(swept, out, log) is None:
+    if run_bench(swept, out, log, rerun_failed) is None:
         return None
     low, high = _calls_range(plan)
     scores: dict[str, dict[float, tuple]] = {}

@@ -523,6 +523,8 @@ def bench(
     overrides: list[str] = SET_OPT,
     out: Path = typer.Option(..., "--out", help="results folder (rerunning continues it; several processes may "
                                                 "work on it at once)"),
+    rerun_failed: bool = typer.Option(False, "--rerun-failed", help="run the failed cells again (by default a "
+                                                                    "failed cell counts as finished)"),
 ):
     """Run methods under one reward-call budget; write results.json/csv, curves.csv, table.md, stats.json and
     plots (or, with --lrs, the learning-rate sweep)."""
@@ -537,10 +539,11 @@ def bench(
         Task.get(task).preset(preset)  # an unknown preset fails before any run starts
         if lrs:
             picks = dict(_pick(p) for p in pick)
-            done = lr_sweep(plan, _numbers(lrs, float, "--lrs"), out, picks, log=typer.echo) is not None
+            done = lr_sweep(plan, _numbers(lrs, float, "--lrs"), out, picks, log=typer.echo,
+                            rerun_failed=rerun_failed) is not None
             summary = out / "lr_sweep.md"
         else:
-            done = run_bench(plan, out, log=typer.echo) is not None
+            done = run_bench(plan, out, log=typer.echo, rerun_failed=rerun_failed) is not None
             summary = out / "table.md"
     if done:
         typer.echo(summary.read_text())

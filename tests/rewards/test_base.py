@@ -67,3 +67,18 @@ def test_a_new_journal_gets_the_scores_answered_from_memory_and_none_stops_journ
     reward(["dddd", "bb"])
     assert calls[-1] == "dddd" and len((tmp_path / "second.tsv").read_text().splitlines()) == 3
     assert (tmp_path / "first.tsv").read_text() == "a\t1.0\nbb\t2.0\n"
+
+
+def test_a_failed_scoring_is_not_journaled_so_a_rerun_tries_it_again(tmp_path):
+    calls = []
+
+    def fails_on_x(seqs):
+        calls.extend(seqs)
+        return [float("nan") if s == "x" else 1.0 for s in seqs]
+
+    journal = tmp_path / "scores.tsv"
+    reward = CachedReward(FunctionReward(fails_on_x)).keep_in(journal)
+    assert np.isnan(reward(["x", "y"])[0]) and np.isnan(reward(["x"])[0])
+    assert calls == ["x", "y"] and journal.read_text() == "y\t1.0\n"  # in memory, not in the journal
+    CachedReward(FunctionReward(fails_on_x)).keep_in(journal)(["x", "y"])
+    assert calls == ["x", "y", "x"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -117,7 +119,8 @@ class CachedReward(Reward):
         """Answer the sequences the score journal `path` holds, and append each new batch of `batch_size` values
         to it as soon as it is scored: a long scoring that is interrupted resumes where it stopped. A value
         answered from memory (scored before, e.g. for another journal) is appended too, so the journal holds
-        every score asked for while it was kept. `path` None stops journaling."""
+        every score asked for while it was kept. A value that is not finite (a failed scoring) stays in memory but
+        is not journaled, so that a rerun tries it again. `path` None stops journaling."""
         if path is None:
             self.journal, self.journaled, self.values.batch_size = None, set(), self.size
             return self
@@ -134,7 +137,7 @@ class CachedReward(Reward):
         return values
 
     def _journal(self, seqs: list[str], values: list[float]) -> None:
-        new = {s: v for s, v in zip(seqs, values) if s not in self.journaled}
+        new = {s: v for s, v in zip(seqs, values) if s not in self.journaled and math.isfinite(v)}
         if self.journal is not None and new:
             append_scores(self.journal, list(new), list(new.values()))
             self.journaled.update(new)
