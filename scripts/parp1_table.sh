@@ -46,7 +46,7 @@ echo "VIDD made $CALLS training-reward calls"
 
 # 2. the other methods at VIDD's calls, cheapest first, 3. Best-of-32 (bench skips what is done and resumes what is not)
 $VIDD bench "$TASK" --methods pretrained,best-of-n,ddpo --budget "$CALLS" --samples "$SAMPLES" --preset quick \
-  --out "$OUT/equal-calls" "${SETTINGS[@]}"
+  --variants "$HERE/parp1_table_variants.yaml" --out "$OUT/equal-calls" "${SETTINGS[@]}"
 $VIDD bench "$TASK" --methods best-of-n --budget $((32 * SAMPLES)) --samples "$SAMPLES" --preset quick \
   --out "$OUT/best-of-32" "${SETTINGS[@]}"
 
