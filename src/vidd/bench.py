@@ -353,10 +353,11 @@ def sweep_plan(plan: BenchPlan, lrs: list[float]) -> BenchPlan:
 
 def lr_sweep(plan: BenchPlan, lrs: list[float], out: Path, picks: dict[str, list[str]] | None = None,
              log=print, rerun_failed: bool = False) -> dict | None:
-    """Run the sweep (`rerun_failed` as for `run_bench`); once every cell is done choose, for each fine-tuning label, the learning rate with the
-    largest mean over the sweep's seeds of the area under the training reward against log(calls), and for each
-    pick (name -> candidate labels) the candidate with the largest such area at its chosen rate. Writes
-    choice.yaml (variants: label -> {lr}, pick -> {extends: candidate}) and lr_sweep.md; returns the choice."""
+    """Run the sweep (`rerun_failed` as for `run_bench`); once every cell is done choose, for each fine-tuning
+    label, the learning rate with the largest mean over the sweep's seeds of the area under the training reward
+    against log(calls), and for each pick (name -> candidate labels) the candidate with the largest such area at
+    its chosen rate. Writes choice.yaml (variants: label -> {lr}, pick -> {extends: candidate}) and lr_sweep.md;
+    returns the choice."""
     picks = picks or {}
     for name, candidates in picks.items():
         if name in plan.methods or not set(candidates) <= set(plan.methods) or not candidates:

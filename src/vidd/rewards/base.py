@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -137,8 +136,10 @@ class CachedReward(Reward):
         return values
 
     def _journal(self, seqs: list[str], values: list[float]) -> None:
+        if self.journal is None:
+            return
         new = {s: v for s, v in zip(seqs, values) if s not in self.journaled and math.isfinite(v)}
-        if self.journal is not None and new:
+        if new:
             append_scores(self.journal, list(new), list(new.values()))
             self.journaled.update(new)
 
