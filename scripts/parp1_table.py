@@ -4,8 +4,8 @@ designs by training reward (OUT/grids/). The fine-tuning runs' per-molecule scor
 the sampling rows' samples are scored once here with the training reward (for parp1-docking: docked at
 exhaustiveness 1; cached in the cell's scores.tsv), except those the cell's journal of training-reward scores
 (reward_scores.tsv: Best-of-N's candidates) already holds. Where the per-molecule held-out scores exist (`eval_reward`;
-the samples files of bench cells carry them), the last two columns are their median and its difference from the
-pretrained row's, each with a 95% bootstrap interval over the molecules.
+the samples files of bench cells carry them), the last three columns are their median and its difference from the
+pretrained row's and from VIDD's, each with a 95% bootstrap interval over the molecules.
 
     python scripts/parp1_table.py OUT [--task parp1-docking]     # markdown on stdout
 """
@@ -78,29 +78,31 @@ def label(name: str, plan_folder: Path | None) -> str:
 
 def table(out: Path, task) -> str:
     keys = [*task.table_metrics, "reward_calls"]
-    lines = [f"Task `{task.name}`; each row's final molecules (`n`), metrics of docs/tasks/molecules.md. Last two "
+    lines = [f"Task `{task.name}`; each row's final molecules (`n`), metrics of docs/tasks/molecules.md. Last three "
              f"columns, from each molecule's held-out score (failures left out): its median over the row's molecules, "
-             f"and the difference of that median from the pretrained row's, each with a 95% bootstrap interval over "
-             f"the molecules (one run per method, so no interval over seeds; `-`: no per-molecule scores).", "",
+             f"and the difference of that median from the pretrained row's and from VIDD's, each with a 95% bootstrap "
+             f"interval over the molecules (one run per method, so no interval over seeds; `-`: no per-molecule "
+             f"scores).", "",
              "| method | n | " + " | ".join(HEADINGS.get(k, k) for k in keys) +
-             " | median [95%] | vs pretrained [95%] |", "|---" * (len(keys) + 4) + "|"]
-    grids, prior = [], None
+             " | median [95%] | vs pretrained [95%] | vs VIDD [95%] |", "|---" * (len(keys) + 5) + "|"]
+    grids, baselines = [], {}
     (out / "grids").mkdir(exist_ok=True)
     for name, slug, where, plan in ROWS:
         row = label(name, out / plan if plan else None)
         result = evaluation(out / where)
         if result is None or result.get("status", "ok") != "ok":
             lines.append(f"| {row} | " + " | ".join(["not run yet" if result is None else "failed"] +
-                                                   ["-"] * (len(keys) + 2)) + " |")
+                                                   ["-"] * (len(keys) + 3)) + " |")
             continue
         per_molecule = scores(task, out / where)
         mine = held_out(per_molecule)
-        if slug == "pretrained":
-            prior = mine
         cells = [f"{result[k]:.3g}" if isinstance(result.get(k), float) else str(result.get(k, "-")) for k in keys]
         cells.append("-" if mine is None else interval(*bootstrap_interval(mine, statistic=np.median)))
-        cells.append("-" if mine is None or prior is None or slug == "pretrained" else
-                     interval(*difference_interval(mine, prior)))
+        for baseline in ("pretrained", "vidd"):
+            theirs = baselines.get(baseline)
+            cells.append("-" if mine is None or theirs is None else interval(*difference_interval(mine, theirs)))
+        if slug in ("pretrained", "vidd") and mine is not None:
+            baselines[slug] = mine
         lines.append(f"| {row} | {result.get('n', '-')} | " + " | ".join(cells) + " |")
         image = out / "grids" / f"{slug}.png"
         if per_molecule and task.draw_top_designs(per_molecule, image):
