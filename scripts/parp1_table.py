@@ -29,6 +29,8 @@ ROWS = (("pretrained", "pretrained", "equal-calls/runs/pretrained/seed0", None),
         ("DDPO, VIDD's calls", "ddpo", "equal-calls/runs/ddpo/seed0", None),
         ("Best-of-N, VIDD's calls", "best-of-n", "equal-calls/runs/best-of-n/seed0", "equal-calls"),
         ("Best-of-32", "best-of-32", "best-of-32/runs/best-of-n/seed0", "best-of-32"))
+#: the rows whose docking medians the others are compared with ("vs" columns), in the columns' order
+BASELINES = ("pretrained", "vidd")
 HEADINGS = {"docking_median": "docking median (exh. 8) ↑", "docking_top10": "docking top 10% (exh. 8) ↑",
             "docking_failures": "not docked (exh. 8)", "nll_median": "NLL ↓", "int_div": "int. div.",
             "reward_calls": "training-reward calls"}
@@ -98,10 +100,10 @@ def table(out: Path, task) -> str:
         mine = held_out(per_molecule)
         cells = [f"{result[k]:.3g}" if isinstance(result.get(k), float) else str(result.get(k, "-")) for k in keys]
         cells.append("-" if mine is None else interval(*bootstrap_interval(mine, statistic=np.median)))
-        for baseline in ("pretrained", "vidd"):
+        for baseline in BASELINES:
             theirs = baselines.get(baseline)
             cells.append("-" if mine is None or theirs is None else interval(*difference_interval(mine, theirs)))
-        if slug in ("pretrained", "vidd") and mine is not None:
+        if slug in BASELINES and mine is not None:
             baselines[slug] = mine
         lines.append(f"| {row} | {result.get('n', '-')} | " + " | ".join(cells) + " |")
         image = out / "grids" / f"{slug}.png"

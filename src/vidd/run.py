@@ -117,14 +117,15 @@ class Run:
 def keep_evaluation_scores(task: Task, folder: RunFolder):
     """Within the block, a task whose evaluation reward is cached (a costly deterministic one, such as re-docking)
     journals its scores in the folder, so that an interrupted evaluation resumes where it stopped."""
-    cached = task.evaluation_reward if isinstance(task.evaluation_reward, CachedReward) else None
-    if cached is not None:
-        cached.keep_in(folder.eval_scores_file)
+    cached = task.evaluation_reward
+    if not isinstance(cached, CachedReward):
+        yield
+        return
+    cached.keep_in(folder.eval_scores_file)
     try:
         yield
     finally:
-        if cached is not None:
-            cached.keep_in(None)
+        cached.keep_in(None)
 
 
 def run_task(name: str, config: FinetuneConfig) -> Task:

@@ -111,7 +111,6 @@ class CachedReward(Reward):
     def __init__(self, reward: Reward, size: int = 100_000):
         self.reward, self.journal, self.journaled = reward, None, set()
         self.name, self.higher_is_better, self.cost_hint = reward.name, reward.higher_is_better, reward.cost_hint
-        self.size = size
         self.values = BatchCache(self._compute, batch_size=size, size=size)
 
     def keep_in(self, path, batch_size: int = 32) -> CachedReward:
@@ -121,7 +120,7 @@ class CachedReward(Reward):
         every score asked for while it was kept. A value that is not finite (a failed scoring) stays in memory but
         is not journaled, so that a rerun tries it again. `path` None stops journaling."""
         if path is None:
-            self.journal, self.journaled, self.values.batch_size = None, set(), self.size
+            self.journal, self.journaled, self.values.batch_size = None, set(), self.values.size
             return self
         self.journal = Path(path)
         self.values.batch_size = batch_size
