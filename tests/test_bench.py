@@ -129,6 +129,28 @@ def test_the_learning_rate_is_chosen_by_the_training_reward(tmp_path):
         assert config["lr"] == choice[choice["best-vidd"]["extends"] if label == "best-vidd" else label]["lr"]
 
 
+
+def test_the_sweep_chooses_only_among_finished_runs(tmp_path, monkeypatch):
+    """A failed run's curve counts for nothing: with every run of a label failed the sweep chooses nothing (a clear
+    error, no choice.yaml); a rate whose runs failed is marked in lr_sweep.md; --rerun-failed runs them again."""
+    def gc_failing_on_a(seqs):
+        return [float("nan") if s.startswith("A") else v for s, v in zip(seqs, gc(seqs))]
+
+    monkeypatch.setattr(ToyGC, "training_reward", lambda self: gc_failing_on_a)
+    out, sweep, quiet = tmp_path / "sweep", plan(methods=["ddpo"], seeds=1, compare=[]), (lambda *a: None)
+    with pytest.raises(UserError, match=r"no learning rate of ddpo can be chosen: 2 of its runs failed, e\.g\. "
+                                        r"RewardFailure.*--rerun-failed"):
+        lr_sweep(sweep, [1e-4, 3e-2], out, log=quiet)
+    assert not (out / "choice.yaml").exists()
+    monkeypatch.setattr(ToyGC, "training_reward", lambda self: gc)  # the cause fixed
+    (out / "runs" / "ddpo@lr=0.03" / "seed0" / "result.json").unlink()  # that rate runs again, the other stays failed
+    assert lr_sweep(sweep, [1e-4, 3e-2], out, log=quiet) == {"ddpo": {"lr": 0.03}}
+    assert "| ddpo | - (failed 1/1) | **" in (out / "lr_sweep.md").read_text()
+    log = []
+    choice = lr_sweep(sweep, [1e-4, 3e-2], out, log=log.append, rerun_failed=True)
+    assert any(line.startswith("ddpo@lr=0.0001 seed 0: failed before (RewardFailure") for line in log)
+    assert "failed" not in (out / "lr_sweep.md").read_text() and set(choice) == {"ddpo"}
+
 def test_two_processes_share_one_benchmark_folder(tmp_path):
     """Two workers (here: threads of one process, each claiming cells) run every cell exactly once; the one
     that finishes last writes the summary."""

@@ -364,16 +364,25 @@ def lr_sweep(plan: BenchPlan, lrs: list[float], out: Path, picks: dict[str, list
             raise ConfigError(f"--pick: {name}={','.join(candidates)} must name a new label and some of the swept "
                               f"methods {plan.methods}")
     swept = sweep_plan(plan, lrs)
-    if run_bench(swept, out, log, rerun_failed) is None:
+    rows = run_bench(swept, out, log, rerun_failed)
+    if rows is None:
         return None
     low, high = _calls_range(plan)
-    scores: dict[str, dict[float, tuple]] = {}
-    for label, seed in swept.cells():
-        base, lr = swept.variants[label]["extends"], swept.variants[label]["lr"]
-        area = log_area(*_xy(cell_curve(out, label, seed), "calls", "train_reward"), low, high)
-        scores.setdefault(base, {}).setdefault(lr, []).append(area)
-    scores = {label: {lr: bootstrap_interval([a for a in areas if np.isfinite(a)]) for lr, areas in by_lr.items()}
-              for label, by_lr in scores.items()}
+    runs: dict[str, dict[float, list[dict]]] = {}
+    for row in rows:
+        variant = swept.variants[row["method"]]
+        runs.setdefault(variant["extends"], {}).setdefault(variant["lr"], []).append(row)
+    # a failed run's curve (cut short, or diverged) counts for nothing
+    failed = {label: {lr: [r["error"] for r in mine if r["status"] != "ok"] for lr, mine in by_lr.items()}
+              for label, by_lr in runs.items()}
+    scores = {label: {lr: bootstrap_interval(_training_areas(out, mine, low, high)) for lr, mine in by_lr.items()}
+              for label, by_lr in runs.items()}
+    for label, by_lr in scores.items():
+        if not any(np.isfinite(mean) for mean, _, _ in by_lr.values()):
+            errors = [e for by_rate in failed[label].values() for e in by_rate]
+            why = f"{len(errors)} of its runs failed, e.g. {errors[0]}" if errors else "no run reached an evaluation"
+            raise UserError(f"--lrs: no learning rate of {label} can be chosen: {why}. Fix the cause and run the "
+                            f"same command with --rerun-failed; no choice.yaml was written")
     best_lr = {label: max(by_lr, key=lambda lr: _finite(by_lr[lr][0])) for label, by_lr in scores.items()}
     choice: dict = {label: {"lr": lr} for label, lr in best_lr.items()}
     for name, candidates in picks.items():
@@ -388,12 +397,21 @@ def lr_sweep(plan: BenchPlan, lrs: list[float], out: Path, picks: dict[str, list
              "|---" * (len(lrs) + 1) + "|"]
     for label, by_lr in scores.items():
         cells = [_cell(*by_lr[lr]) if lr != best_lr[label] else f"**{_cell(*by_lr[lr])}**" for lr in lrs]
+        cells = [cell + (f" (failed {len(failed[label][lr])}/{len(runs[label][lr])})" if failed[label][lr] else "")
+                 for cell, lr in zip(cells, lrs)]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += [""] + [f"{name}: **{choice[name]['extends']}** (of {', '.join(c)}), lr "
                      f"{best_lr[choice[name]['extends']]:g}." for name, c in picks.items()]
     with atomic_open(out / "lr_sweep.md") as f:
         f.write("\n".join(lines) + "\n")
     return choice
+
+
+def _training_areas(out: Path, rows: list[dict], low: float, high: float) -> list[float]:
+    """The finite areas under the training reward against log(calls) of the finished runs among `rows`."""
+    areas = [log_area(*_xy(cell_curve(out, r["method"], r["seed"]), "calls", "train_reward"), low, high)
+             for r in rows if r["status"] == "ok"]
+    return [a for a in areas if np.isfinite(a)]
 
 
 def _finite(x: float) -> float:
