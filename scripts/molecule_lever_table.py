@@ -36,7 +36,8 @@ def cell(report: dict, key: str, fmt: str) -> str:
 
 
 def table(out: Path, names: list[str]) -> str:
-    lines = [f"Variants of the committed moses-qed prior, one lever each ({TARGET}).", "",
+    lines = [f"Variants of a moses-qed prior recipe (scripts/molecule_prior_levers.sh), one lever each ({TARGET}).",
+             "",
              "| variant | settings | steps trained | training minutes | samples | sampling steps | "
              + " | ".join(title for _, title, _ in COLUMNS) + " |",
              "|---" * (6 + len(COLUMNS)) + "|"]

@@ -129,7 +129,6 @@ def test_the_learning_rate_is_chosen_by_the_training_reward(tmp_path):
         assert config["lr"] == choice[choice["best-vidd"]["extends"] if label == "best-vidd" else label]["lr"]
 
 
-
 def test_the_sweep_chooses_only_among_finished_runs(tmp_path, monkeypatch):
     """A failed run's curve counts for nothing: with every run of a label failed the sweep chooses nothing (a clear
     error, no choice.yaml); a rate whose runs failed is marked in lr_sweep.md; --rerun-failed runs them again."""
@@ -150,6 +149,7 @@ def test_the_sweep_chooses_only_among_finished_runs(tmp_path, monkeypatch):
     choice = lr_sweep(sweep, [1e-4, 3e-2], out, log=log.append, rerun_failed=True)
     assert any(line.startswith("ddpo@lr=0.0001 seed 0: failed before (RewardFailure") for line in log)
     assert "failed" not in (out / "lr_sweep.md").read_text() and set(choice) == {"ddpo"}
+
 
 def test_two_processes_share_one_benchmark_folder(tmp_path):
     """Two workers (here: threads of one process, each claiming cells) run every cell exactly once; the one

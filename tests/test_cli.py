@@ -155,7 +155,6 @@ def test_bench_equal_budget_and_failure_reporting(tmp_path, monkeypatch):
     assert "vidd seed 0: done before, skipped" in r.output
 
 
-
 def test_a_sweep_whose_runs_all_failed_chooses_nothing(tmp_path):
     """DRAKES needs a differentiable reward, which the toy task has not: every run fails, and the sweep says so."""
     out = tmp_path / "sweep"
@@ -164,6 +163,7 @@ def test_a_sweep_whose_runs_all_failed_chooses_nothing(tmp_path):
     assert r.exit_code == 2 and "no learning rate of drakes can be chosen: 1 of its runs failed, e.g. " \
                                 "ConfigError" in r.output, r.output
     assert "--rerun-failed" in r.output and not (out / "choice.yaml").exists()
+
 
 def test_bench_rejects_unknown_method(tmp_path):
     r = invoke("bench", ToyGC.name, "--methods", "vidd,nope", "--budget", "10", "--out", tmp_path / "b")

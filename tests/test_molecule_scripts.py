@@ -69,6 +69,18 @@ def test_molecule_prior_levers_script_trains_reports_and_tabulates(tmp_path):
 
 
 @pytest.mark.slow
+def test_molecule_prior_levers_script_at_small_scale_has_its_own_recipe_and_variants(tmp_path):
+    out = tmp_path / "levers"
+    run_script("molecule_prior_levers.sh", out, tmp_path, SCALE="small", VARIANTS="base larger", SEED="1")
+    assert MaskedDiffusion.load(out / "base" / "model").metadata["config"]["seed"] == 1
+    table = (out / "table.md").read_text()
+    assert "| base | `the small recipe (SCALE=small)` |" in table
+    assert "| larger | `model.hidden=192 model.layers=3 model.heads=6` |" in table
+    with pytest.raises(AssertionError, match="unknown variant continued"):  # the committed network's levers
+        run_script("molecule_prior_levers.sh", out, tmp_path, SCALE="small", VARIANTS="continued")
+
+
+@pytest.mark.slow
 def test_parp1_table_script_runs_every_method_and_resumes(tmp_path):
     out = tmp_path / "parp1"
     first = run_script("parp1_table.sh", out, tmp_path)
