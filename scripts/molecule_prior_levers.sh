@@ -49,7 +49,9 @@ declare -A LEVERS=(
 )
 ORDER="committed base all-data longer larger time-conditioned cosine random-smiles continued combined"
 RECIPE="committed recipe"
-if [[ ${SCALE:-full} == small ]]; then
+SCALE=${SCALE:-full}
+[[ $SCALE == full || $SCALE == small ]] || { echo "SCALE must be full or small, got '$SCALE'" >&2; exit 2; }
+if [[ $SCALE == small ]]; then
   # the same levers on a small network for 2,000 steps of 128 molecules (0.36 s per step on one CPU core, against
   # 8.7 s on two for the committed recipe; 12 minutes of training and 7 for the report), so that each lever's
   # effect can be measured without a GPU. The committed model and the data levers are left out: the base sees

@@ -78,6 +78,9 @@ def test_molecule_prior_levers_script_at_small_scale_has_its_own_recipe_and_vari
     assert "| larger | `model.hidden=192 model.layers=3 model.heads=6` |" in table
     with pytest.raises(AssertionError, match="unknown variant continued"):  # the committed network's levers
         run_script("molecule_prior_levers.sh", out, tmp_path, SCALE="small", VARIANTS="continued")
+    with pytest.raises(AssertionError, match="SCALE must be full or small, got 'smal'"):
+        run_script("molecule_prior_levers.sh", tmp_path / "typo", tmp_path, SCALE="smal")
+    assert not (tmp_path / "typo").exists()  # stopped before any work
 
 
 @pytest.mark.slow
