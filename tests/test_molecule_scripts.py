@@ -83,6 +83,32 @@ def test_molecule_prior_levers_script_at_small_scale_has_its_own_recipe_and_vari
     assert not (tmp_path / "typo").exists()  # stopped before any work
 
 
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_lever_table_summarises_each_variant_over_its_seeds_against_the_base_mean(tmp_path):
+    """Hand-written reports: base with seeds 0 and 1 (OUT/base, OUT/seed1/base), longer with seed 0 only."""
+    lever_table = load_script("molecule_lever_table")
+    for name, seed, fcd, qed, bits in (("base", 0, 28.0, 0.40, 1.30), ("seed1/base", 1, 29.0, 0.50, 1.20),
+                                       ("longer", 0, 26.0, 0.48, 1.10)):
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / "report-32steps.json").write_text(json.dumps(
+            {"samples": 100, "steps": 32, "FCD": fcd, "QED": qed, "valid_nelbo_bits_per_token": bits,
+             "provenance": {"config": {"seed": seed}}}))
+    table = lever_table.table(tmp_path, ["base", "seed1/base", "longer"])
+    assert "| seed1/base | `?` | 1 | - | - | 100 | 32 | 29.00 |" in table
+    assert "| base | 0, 1 | 28.00 / 29.00 (mean 28.50) | - | 0.400 / 0.500 (mean 0.450) | - | " \
+           "1.300 / 1.200 (mean 1.250) | - |" in table
+    assert "| longer | 0 | 26.00 | -2.50 | 0.480 | +0.030 | 1.100 | -0.150 |" in table
+    assert "Over seeds" not in lever_table.table(tmp_path, ["base", "longer"])  # one seed each: no summary
+    with pytest.raises(SystemExit, match="no variant folder .*seed2/base"):
+        lever_table.table(tmp_path, ["base", "seed2/base"])
+
+
 @pytest.mark.slow
 def test_parp1_table_script_runs_every_method_and_resumes(tmp_path):
     out = tmp_path / "parp1"
@@ -106,9 +132,7 @@ def test_parp1_table_shows_the_molecules_not_docked_and_the_rows_still_missing(t
     """The table on hand-written results (no docking): the failures column beside the docking median, which leaves
     them out, the medians' intervals, a Best-of-N row scored from its journal, and a row per part that has not
     run."""
-    spec = importlib.util.spec_from_file_location("parp1_table", ROOT / "scripts" / "parp1_table.py")
-    parp1_table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(parp1_table)
+    parp1_table = load_script("parp1_table")
     (tmp_path / "vidd").mkdir()
     (tmp_path / "vidd" / "final_eval.json").write_text(json.dumps(
         {"n": 64, "docking_median": 9.25, "docking_top10": 11.5, "docking_failures": 3, "QED": 0.5, "SA": 3.25,
