@@ -10,6 +10,7 @@ trained with several seeds are then also summarised over the seeds, against the 
 from __future__ import annotations
 
 import json
+import math
 import re
 import statistics
 import sys
@@ -44,8 +45,13 @@ def reports_of(folder: Path) -> list[Path]:
     return sorted(folder.glob("report-*steps.json"), key=lambda p: int(re.findall(r"\d+", p.name)[-1]))
 
 
-def training_seed(report: dict) -> str:
-    return str(report.get("provenance", {}).get("config", {}).get("seed", "-"))
+def training_seed(report: dict) -> int | None:
+    return report.get("provenance", {}).get("config", {}).get("seed")
+
+
+def seed_text(report: dict) -> str:
+    seed = training_seed(report)
+    return "-" if seed is None else str(seed)
 
 
 def table(out: Path, names: list[str]) -> str:
@@ -65,7 +71,7 @@ def table(out: Path, names: list[str]) -> str:
         for path in reports_of(folder) or [None]:
             report = json.loads(path.read_text()) if path else {}
             trained = log[-1]["step"] if log else report.get("provenance", {}).get("step", "-")
-            lines.append(f"| {name} | `{settings}` | {training_seed(report)} | {trained} | {minutes} | "
+            lines.append(f"| {name} | `{settings}` | {seed_text(report)} | {trained} | {minutes} | "
                          f"{report.get('samples', '-')} | {report.get('steps', '-')} | "
                          + " | ".join(cell(report, key, fmt) for key, _, fmt in COLUMNS) + " |")
     lines += ["", "FCD and the property means against 10,000 MOSES test molecules (seed 0); val. bits/token: the "
@@ -89,21 +95,21 @@ def seed_summary(out: Path, names: list[str]) -> list[str]:
             by_variant[Path(name).name].append(json.loads(reports[0].read_text()))
     if all(len(reports) < 2 for reports in by_variant.values()):
         return []
-    means = {variant: {key: statistics.fmean(r[key] for r in reports) for key, *_ in SUMMARISED}
+    means = {variant: {key: statistics.fmean(r.get(key, math.nan) for r in reports) for key, *_ in SUMMARISED}
              for variant, reports in by_variant.items()}
     lines = ["", "Over seeds: each seed's value (in seed order) and their mean; Δ: the mean minus the base recipe's mean.",
              "", "| variant | seeds | " + " | ".join(f"{title} | {delta}" for _, title, _, delta in SUMMARISED)
              + " |", "|---" * (2 + 2 * len(SUMMARISED)) + "|"]
     for variant, reports in by_variant.items():
-        reports = sorted(reports, key=training_seed)
+        reports = sorted(reports, key=lambda r: (training_seed(r) is None, training_seed(r) or 0))
         cells = []
         for key, _, fmt, _ in SUMMARISED:
-            each = " / ".join(fmt.format(r[key]) for r in reports)
+            each = " / ".join(cell(r, key, fmt) for r in reports)
             mean = f" (mean {fmt.format(means[variant][key])})" if len(reports) > 1 else ""
             delta = ("-" if "base" not in means or variant == "base"
                      else fmt.replace("{:", "{:+").format(means[variant][key] - means["base"][key]))
             cells += [each + mean, delta]
-        lines.append(f"| {variant} | {', '.join(training_seed(r) for r in reports)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {variant} | {', '.join(seed_text(r) for r in reports)} | " + " | ".join(cells) + " |")
     return lines
 
 

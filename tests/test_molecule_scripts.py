@@ -91,19 +91,20 @@ def load_script(name: str):
 
 
 def test_lever_table_summarises_each_variant_over_its_seeds_against_the_base_mean(tmp_path):
-    """Hand-written reports: base with seeds 0 and 1 (OUT/base, OUT/seed1/base), longer with seed 0 only."""
+    """Hand-written reports: base with seeds 0, 10 and 1 (OUT/base, OUT/seed10/base, OUT/seed1/base), longer with
+    seed 0 only; the summary lists the seeds in numeric order."""
     lever_table = load_script("molecule_lever_table")
-    for name, seed, fcd, qed, bits in (("base", 0, 28.0, 0.40, 1.30), ("seed1/base", 1, 29.0, 0.50, 1.20),
-                                       ("longer", 0, 26.0, 0.48, 1.10)):
+    for name, seed, fcd, qed, bits in (("base", 0, 28.0, 0.40, 1.30), ("seed10/base", 10, 30.0, 0.45, 1.25),
+                                       ("seed1/base", 1, 29.0, 0.50, 1.20), ("longer", 0, 26.0, 0.48, 1.10)):
         (tmp_path / name).mkdir(parents=True)
         (tmp_path / name / "report-32steps.json").write_text(json.dumps(
             {"samples": 100, "steps": 32, "FCD": fcd, "QED": qed, "valid_nelbo_bits_per_token": bits,
              "provenance": {"config": {"seed": seed}}}))
-    table = lever_table.table(tmp_path, ["base", "seed1/base", "longer"])
+    table = lever_table.table(tmp_path, ["base", "seed10/base", "seed1/base", "longer"])
     assert "| seed1/base | `?` | 1 | - | - | 100 | 32 | 29.00 |" in table
-    assert "| base | 0, 1 | 28.00 / 29.00 (mean 28.50) | - | 0.400 / 0.500 (mean 0.450) | - | " \
-           "1.300 / 1.200 (mean 1.250) | - |" in table
-    assert "| longer | 0 | 26.00 | -2.50 | 0.480 | +0.030 | 1.100 | -0.150 |" in table
+    assert "| base | 0, 1, 10 | 28.00 / 29.00 / 30.00 (mean 29.00) | - | 0.400 / 0.500 / 0.450 (mean 0.450) | - | " \
+           "1.300 / 1.200 / 1.250 (mean 1.250) | - |" in table
+    assert "| longer | 0 | 26.00 | -3.00 | 0.480 | +0.030 | 1.100 | -0.150 |" in table
     assert "Over seeds" not in lever_table.table(tmp_path, ["base", "longer"])  # one seed each: no summary
     with pytest.raises(SystemExit, match="no variant folder .*seed2/base"):
         lever_table.table(tmp_path, ["base", "seed2/base"])
